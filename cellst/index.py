@@ -65,6 +65,8 @@ class Index:
     embeddings: np.ndarray
     manifest: pd.DataFrame
     meta: dict
+    # Structures built from the embeddings on demand (e.g. a faiss index), reused across searches.
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def paths(self) -> list[str]:
