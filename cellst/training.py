@@ -49,9 +49,9 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
                          allow_outside_root=cfg.allow_outside_root)
     options = LossOptions(cfg.symmetric, cfg.scale, cfg.margin, cfg.hard_negatives, cfg.mini_batch_size)
     view = spec.view(options)
+    train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed)
     if spec.in_batch_negatives:
         warn_small_caption_pool(splits["train"], cfg.batch_size)
-    train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed)
     val_ds = dataset_view(splits["val"], view, out / ".cache", cfg.seed) if "val" in splits else None
     clock.lap("data")
 
@@ -129,7 +129,7 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
         metric_for_best_model=primary if evaluate_epochs else None, greater_is_better=higher,
         logging_strategy="steps", logging_steps=10, logging_first_step=True,
         report_to=[r.strip() for r in cfg.report_to.split(",")] if cfg.report_to != "none" else "none",
-        dataloader_drop_last=False,
+        dataloader_drop_last=False, dataloader_pin_memory=_has_gpu(),
     )
     args.update({k: v for k, v in cfg.training.items() if k != "resume_from_checkpoint"})
     try:
@@ -167,11 +167,17 @@ def _write_config(out: Path, cfg: FinetuneConfig) -> None:
     (out / RUN_MARKER).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _precision(precision: str) -> dict:
     import torch
 
     if precision == "auto":
-        if torch.cuda.is_available():
+        if _has_gpu():
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
             precision = "fp32"

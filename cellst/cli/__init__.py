@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import warnings
 
 from ..errors import CellstError
 
@@ -29,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    # Warnings are advice to the user (e.g. duplicate rows), not to a developer: no file and line of cellst's code.
+    return f"cellst: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
