@@ -119,7 +119,8 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
     evaluate_epochs = has_val and cfg.eval_each_epoch
     args = dict(
         output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
+        per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio of the optimiser steps
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed, **_precision(cfg.precision),
         # Template captions repeat; a duplicate caption in an MNRL batch would be a false negative. The hashed
         # variant decodes each image once rather than every epoch.
