@@ -168,9 +168,11 @@ def _scan(images_dir: Path) -> pd.DataFrame:
     """Every image file under ``images_dir``, sorted by relative path (the row order of the index)."""
     rows = []
     for p in sorted(images_dir.rglob("*")):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith("."):
+        rel = p.relative_to(images_dir)
+        # Hidden files and folders (.ipynb_checkpoints, editor and temp files) are not part of the collection.
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in rel.parts) and p.is_file():
             st = p.stat()
-            rows.append((p.relative_to(images_dir).as_posix(), st.st_size, st.st_mtime_ns))
+            rows.append((rel.as_posix(), st.st_size, st.st_mtime_ns))
     if not rows:
         raise CellstError(f"No images found under {images_dir} (looked recursively for {', '.join(IMAGE_EXTENSIONS)}).")
     return pd.DataFrame(rows, columns=["path", "size", "mtime_ns"])

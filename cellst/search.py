@@ -50,7 +50,7 @@ def search(index, model=None, queries: Sequence[str] | None = None, images: Sequ
         check_model: refuse a model that does not embed like the index's (costs one tiny encode per call).
     """
     index = index if isinstance(index, Index) else load_index(index)
-    model, _ = resolve_model(index.model_id if model is None else model)
+    model, _ = resolve_model(index_model(index) if model is None else model)
     if check_model:
         check_same_model(index.meta, model, index.root)
     labels, vectors = _encode_queries(model, list(queries or []), [Path(p) for p in images or []])
@@ -58,6 +58,14 @@ def search(index, model=None, queries: Sequence[str] | None = None, images: Sequ
     paths = index.paths
     return [SearchResult(label, [(paths[r], float(s)) for r, s in zip(row_ids, row_scores)])
             for label, row_ids, row_scores in zip(labels, rows, scores)]
+
+
+def index_model(index: Index) -> str:
+    """The model id recorded in the index, for searching with the model that built it."""
+    if index.model_id == "unknown":
+        raise CellstError(f"Index {index.root} does not record which model built it (it was given a model object "
+                          "without a name); pass the model explicitly (--model).")
+    return index.model_id
 
 
 def _check_k(k: int, n: int) -> int:
@@ -116,8 +124,9 @@ def _backend(name: str):
 def save_grid(results: Sequence[SearchResult], images_root, out_png, thumb_inches: float = 1.6) -> Path:
     """Draw one row per query: the query (text, or the query image) on the left, then its hits with scores.
 
-    ``images_root`` is the folder the hits' paths are relative to (``Index.images_dir``).
+    ``images_root`` is the folder the hits' paths are relative to, or the :class:`~cellst.index.Index` itself.
     """
+    images_root = images_root.images_dir if isinstance(images_root, Index) else Path(images_root)
     Figure = _matplotlib_figure()
     if not results:
         raise CellstError("No search results to draw.")
@@ -129,7 +138,7 @@ def save_grid(results: Sequence[SearchResult], images_root, out_png, thumb_inche
             ax.set_axis_off()
         _draw_query(row[0], result.query)
         for ax, (rank, (rel, score)) in zip(row[1:], enumerate(result.hits, 1)):
-            _draw_image(ax, Path(images_root) / rel, f"#{rank}  {score:.3f}\n{_short(rel)}")
+            _draw_image(ax, images_root / rel, f"#{rank}  {score:.3f}\n{_short(rel)}")
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)

@@ -28,6 +28,7 @@ def write_images(folder, n, start=0):
 def images(tmp_path):
     write_images(tmp_path / "imgs", 5)
     write_images(tmp_path / "imgs" / "sub", 1, start=5)  # recursion into subfolders
+    write_images(tmp_path / "imgs" / ".ipynb_checkpoints", 1, start=6)  # hidden: not indexed
     return tmp_path / "imgs"
 
 
@@ -93,7 +94,7 @@ def test_checksum_skips_touched_but_identical_files(images, tiny_model, tmp_path
     assert load_index(tmp_path / "idx").manifest.set_index("path").loc["img_02.png", "mtime_ns"] == 10**18
 
 
-def test_index_from_another_model_is_refused(images, tiny_model, tiny_model_dir, tmp_path):
+def test_index_from_another_model_or_folder_is_refused(images, tiny_model, tmp_path):
     from cellst.scratch import init_model
 
     build_index(images, tiny_model, tmp_path / "idx", progress=False)
@@ -105,6 +106,9 @@ def test_index_from_another_model_is_refused(images, tiny_model, tiny_model_dir,
     with pytest.raises(CellstError, match="does not embed like"):
         search(tmp_path / "idx", tiny_model, ["The cell is red."])
     # The same weights under another name are the same model: kept, with a warning.
+    write_images(tmp_path / "elsewhere", 1)
+    with pytest.raises(CellstError, match="indexes the folder .*imgs, not .*elsewhere"):
+        build_index(tmp_path / "elsewhere", tmp_path / "other", tmp_path / "idx", progress=False)
     shutil.copytree(tmp_path / "other", tmp_path / "copy")
     with pytest.warns(UserWarning, match="embeds identically"):
         assert build_index(images, tmp_path / "copy", tmp_path / "idx", progress=False).unchanged == 6

@@ -34,9 +34,10 @@ def run(args) -> int:
     from ..errors import CellstError
     from ..index import load_index
     from ..index_io import check_same_model, resolve_model
+    from ..search import index_model
 
     index = load_index(args.index)
-    model, _ = resolve_model(args.model or index.model_id)
+    model, _ = resolve_model(args.model or index_model(index))
     check_same_model(index.meta, model, index.root)  # once, not per query
     texts = list(args.texts) + _read_queries(args.queries)
     if args.interactive:
