@@ -118,7 +118,7 @@ def build_index(images_dir, model, out, batch_size: int = 64, workers: int = 2, 
                           f"{next(iter(skipped.items()))}. Check the files or the folder.")
     manifest, embeddings, stats = _assemble(current, old, plan, vectors)
     stats.skipped = skipped
-    if old is None or not _same(manifest, old):
+    if old is None or not _same(manifest, old) or old.model_id != model_id:
         meta = _meta(old, model_id, probe, embeddings, images_dir)
         _write_index(out, embeddings, manifest, meta)
     return stats
@@ -185,8 +185,10 @@ def _plan(current: pd.DataFrame, old: Index | None, images_dir: Path, checksum: 
     keep, todo, sha1 = {}, [], {}
     for path, size, mtime in current[["path", "size", "mtime_ns"]].itertuples(index=False):
         was = previous.get(path)
-        sha1[path] = sha1_file(images_dir / path) if checksum else ""
-        if was is not None and ((was.size, was.mtime_ns) == (size, mtime) or (checksum and was.sha1 == sha1[path])):
+        same_stat = was is not None and (was.size, was.mtime_ns) == (size, mtime)
+        # Hash only what size and mtime cannot vouch for: re-reading every file each run would defeat the index.
+        sha1[path] = "" if not checksum else was.sha1 if same_stat and was.sha1 else sha1_file(images_dir / path)
+        if same_stat or (was is not None and checksum and was.sha1 == sha1[path]):
             keep[path] = was.row
         else:
             todo.append(path)

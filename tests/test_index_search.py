@@ -112,6 +112,7 @@ def test_index_from_another_model_or_folder_is_refused(images, tiny_model, tmp_p
     shutil.copytree(tmp_path / "other", tmp_path / "copy")
     with pytest.warns(UserWarning, match="embeds identically"):
         assert build_index(images, tmp_path / "copy", tmp_path / "idx", progress=False).unchanged == 6
+    assert load_index(tmp_path / "idx").model_id == str(tmp_path / "copy")
 
 
 def test_unreadable_image_is_skipped_and_empty_folder_refused(images, tiny_model, tmp_path):
