@@ -72,21 +72,25 @@ def prepare(attributes, templates, out_dir, *, image_column: str = "image_path",
 
 
 def caption_rows(own: dict, pool: dict, templates: dict, negatives: int, rng) -> list[tuple[str, int, str]]:
-    """Positive rows for an image's annotated descriptors, then ``negatives`` rows that each swap one value.
+    """Positive rows for an image's annotated descriptors, then up to ``negatives`` rows that each swap one value.
 
     ``own`` maps the image's annotated descriptors to values; ``pool`` maps each descriptor to every value it takes
     in the table. A negative's descriptor is drawn uniformly among those with another value, then the wrong value;
-    the same (descriptor, value) is not used twice for one image.
+    the same (descriptor, value) is not used twice for one image, and a negative never reads like a true caption
+    (templates shared between descriptors could make it so).
     """
     rows = [(render(_pick(templates[d], rng), d, v), 1, d) for d, v in own.items()]
+    true = {render(t, d, v) for d, v in own.items() for t in templates[d]}
     unused = {d: [w for w in pool[d] if w != v] for d, v in own.items()}
-    for _ in range(negatives):
+    while len(rows) < len(own) + negatives:
         choices = [d for d in own if unused[d]]
         if not choices:
             break
         d = choices[rng.integers(len(choices))]
         wrong = unused[d].pop(int(rng.integers(len(unused[d]))))
-        rows.append((render(_pick(templates[d], rng), d, wrong), 0, d))
+        captions = [c for c in (render(t, d, wrong) for t in templates[d]) if c not in true]
+        if captions:
+            rows.append((_pick(captions, rng), 0, d))
     return rows
 
 
@@ -170,18 +174,22 @@ def load_templates(templates, descriptors: list[str]) -> dict[str, list[str]]:
 
 
 def image_paths(table, image_column: str, base: Path, source) -> list[Path]:
-    """Absolute image paths; blanks, duplicates and missing files are errors (listed, up to five)."""
+    """Absolute image paths; blanks, duplicates and missing files are errors (listed, up to five).
+
+    Rows are numbered as lines of the file (the header is row 1), as a spreadsheet shows them and as
+    :func:`cellst.data.read_split` reports them.
+    """
     seen, problems, paths = {}, [], []
     for i, raw in enumerate(table[image_column].map(_clean)):
         path = Path(raw) if Path(raw).is_absolute() else base / raw
         if not raw:
-            problems.append(f"{where(source, i + 1, image_column)}: empty image path")
+            problems.append(f"{where(source, i + 2, image_column)}: empty image path")
         elif raw in seen:
-            problems.append(f"{where(source, i + 1, image_column)}: '{raw}' already in row {seen[raw]}; "
+            problems.append(f"{where(source, i + 2, image_column)}: '{raw}' already in row {seen[raw]}; "
                             "expected one row per image")
         elif not path.is_file():
-            problems.append(f"{where(source, i + 1, image_column)}: image not found at {path}")
-        seen.setdefault(raw, i + 1)
+            problems.append(f"{where(source, i + 2, image_column)}: image not found at {path}")
+        seen.setdefault(raw, i + 2)
         paths.append(path)
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
@@ -194,7 +202,7 @@ def class_labels(table, class_column: str | None, source) -> list:
     if class_column is None:
         return [None] * len(table)
     labels = table[class_column].map(_clean).tolist()
-    missing = [i + 1 for i, label in enumerate(labels) if not label]
+    missing = [i + 2 for i, label in enumerate(labels) if not label]
     if missing:
         raise CellstError(f"{where(source, missing[0], class_column)}: empty class ({len(missing)} rows in all); "
                           "expected a class for every image, since the split is stratified by it. "

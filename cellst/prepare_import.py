@@ -80,8 +80,10 @@ def from_class_folders(root, descriptions, out_dir, *, class_column: str = "clas
         for path in found:
             rows = [(t, 1, "class") for t in texts[cls]]
             for _ in range(negatives_per_image if others else 0):
-                other = texts[others[int(rng.integers(len(others)))]]
-                rows.append((other[int(rng.integers(len(other)))], 0, "class"))
+                # A description shared with the own class would be a caption labelled both 1 and 0.
+                other = [t for t in texts[others[int(rng.integers(len(others)))]] if t not in texts[cls]]
+                if other:
+                    rows.append((other[int(rng.integers(len(other)))], 0, "class"))
             images.append(ImageRows(path, cls, rows))
     info = {"source": str(root), "descriptions": _name(descriptions), "descriptors": ["class"],
             "negatives_per_image": negatives_per_image}

@@ -112,6 +112,17 @@ def test_more_negatives_are_distinct_and_capped(tmp_path):
     assert negatives.groupby("image_path").size().max() == 4
 
 
+def test_negative_never_reads_like_a_true_caption(tmp_path):
+    # Both descriptors share a template and the value "y", so swapping a -> y would say something true of b.
+    for i in range(12):
+        _png(tmp_path / f"{i}.png")
+    rows = [{"image_path": f"{i}.png", "a": "xy"[i % 2], "b": "yz"[i // 2 % 2]} for i in range(12)]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    out = pd.concat(_read(prepare(tmp_path / "t.csv", {"a": ["Value {value}."], "b": ["Value {value}."]},
+                                  tmp_path / "out", negatives_per_image=3)).values())
+    assert (out.groupby(["image_path", "caption"])["similarity"].nunique() == 1).all()
+
+
 def test_same_seed_same_split_other_seed_other_split(tmp_path):
     attributes = _table(tmp_path / "data")
     a, b, c = (_read(prepare(attributes, TEMPLATES, tmp_path / name, seed=seed))
@@ -246,7 +257,7 @@ def test_missing_and_duplicate_images_name_the_row(tmp_path):
     table.loc[2, "image_path"] = "images/nowhere.png"
     table.loc[4, "image_path"] = table.loc[3, "image_path"]
     table.to_csv(attributes, index=False)
-    with pytest.raises(CellstError, match=r"row 3, column 'image_path'.*not found.*row 5.*already in row 4"):
+    with pytest.raises(CellstError, match=r"row 4, column 'image_path'.*not found.*row 6.*already in row 5"):
         prepare(attributes, TEMPLATES, tmp_path / "out")
 
 

@@ -57,6 +57,13 @@ def test_output_layout(demo):
         assert im.size == (48, 48) and im.mode == "RGB"
 
 
+def test_splits_pass_the_training_data_checks(demo):
+    from cellst.data import Columns, load_splits
+
+    splits = load_splits({s: demo / f"{s}_split.csv" for s in ("train", "val", "test")}, Columns(klass="cell_type"))
+    assert sum(len(f) for f in splits.values()) == 48 * 12  # 11 positives (10 descriptors + type) + 1 negative
+
+
 def test_every_type_appears_balanced(demo):
     counts = pd.read_csv(demo / "attributes.csv")["cell_type"].value_counts()
     assert set(counts.index) == set(CELL_TYPES) and len(CELL_TYPES) >= 6 and counts.min() == counts.max() == 6
