@@ -121,3 +121,39 @@ def zero_shot(model, frame: pd.DataFrame, image_vecs: dict, template: str = DEFA
     figures = zero_shot_figures(np.stack([image_vecs[i] for i in images]), [truth[i] for i in images],
                                 class_vecs, classes)
     return {"template": template, **figures}
+
+
+def pair_matrix(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int = 10, seed: int = 0) -> dict:
+    """Cosine of ``n`` sampled positive pairs' captions (rows) against their images (columns).
+
+    Pairs are drawn one per image, preferring captions not drawn yet, so the diagonal holds the true pairs and the
+    off-diagonal cells are other images. ``marks`` lists every cell whose caption is a positive of that image in the
+    split (the diagonal, plus template captions true of several images).
+    """
+    positives = frame[frame["label"] == 1].sample(frac=1.0, random_state=seed)
+    chosen, seen_images, seen_captions = [], set(), set()
+    for fresh_only in (True, False):
+        for image, caption in zip(positives["image"], positives["caption"]):
+            if len(chosen) < n and image not in seen_images and (caption not in seen_captions or not fresh_only):
+                chosen.append((image, caption))
+                seen_images.add(image), seen_captions.add(caption)
+    images, captions = [i for i, _ in chosen], [c for _, c in chosen]
+    matrix = np.stack([text_vecs[c] for c in captions]) @ np.stack([image_vecs[i] for i in images]).T
+    true = set(zip(positives["caption"], positives["image"]))
+    marks = [(r, c) for r, cap in enumerate(captions) for c, img in enumerate(images) if (cap, img) in true]
+    return {"matrix": matrix, "row_labels": captions, "col_labels": images, "marks": marks}
+
+
+def class_matrix(frame: pd.DataFrame, image_vecs: dict, per_class: int = 6) -> dict | None:
+    """Image-image cosine for up to ``per_class`` images of each class, sorted by class; ``None`` without classes."""
+    truth = image_classes(frame)
+    classes = sorted(set(truth.values()))
+    if len(classes) < 2:
+        return None
+    images, groups = [], []
+    for c in classes:
+        members = [i for i, k in truth.items() if k == c][:per_class]
+        groups.append((c, len(images), len(images) + len(members)))
+        images += members
+    vectors = np.stack([image_vecs[i] for i in images])
+    return {"matrix": vectors @ vectors.T, "row_labels": images, "col_labels": images, "groups": groups}
