@@ -140,8 +140,9 @@ def grouped_bars(panels: list[dict], path, ylabel: str = "figure") -> Path:
                           color=COLOURS.get(name, _CYCLE[s % len(_CYCLE)]))
             ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
         ax.set_xticks(x, [textwrap.fill(str(g), 14) for g in panel["groups"]], fontsize=7)
-        ax.set_ylim(0, 1.12)
-        _decorate(ax, panel["title"], "", ylabel, legend=True)
+        ax.set_ylim(0, 1.25)  # headroom for the legend above bars that reach 1
+        _decorate(ax, panel["title"], "", ylabel, legend=False)
+        ax.legend(fontsize=7, ncol=len(names), loc="upper center")
     return _save(fig, path)
 
 

@@ -175,14 +175,14 @@ def _compute(view: RunView, template: str) -> None:
     view.metrics["baselines"] = (random_records(frame, name, rules) +
                                  tfidf_records(frame, view.train_captions, name, rules))
     batch = int(view.config.get("eval_batch_size", 64))
-    view.vectors = {which: encode_split(m, frame, batch) for which, m in view.models.items()}
+    view.vectors = {w: encode_split(view.models[w], frame, batch) for w in ("before", "after") if w in view.models}
     if "report_records" in view.metrics:
         for which, (img, txt) in view.vectors.items():
             view.metrics["report_records"][which] = score_split(frame, img, txt, name, rules=rules)
     view.metrics["similarity"] = {"split": name, **{which: pair_similarity(frame, *vectors)
                                                     for which, vectors in view.vectors.items()}}
     shots = {which: zero_shot(view.models[which], frame, view.vectors[which][0], template) for which in view.vectors}
-    view.metrics["zero_shot"] = {"split": name, "template": template, **shots} if any(shots.values()) else None
+    view.metrics["zero_shot"] = {"split": name, **shots} if any(shots.values()) else None
     if view.metrics["zero_shot"] is None:
         view.notes.append("Zero-shot cell-type accuracy needs a class column with at least two classes in the split; "
                           "none was found.")
@@ -229,7 +229,8 @@ def _draw(view: RunView) -> None:
         for panel in panels:
             panel["col_labels"] = [Path(i).stem for i in panel["col_labels"]]
         view.figures["pair_heatmap"] = (
-            "Cosine similarity of sampled test captions (rows) and images (columns); red boxes mark true pairs.",
+            "Cosine similarity of sampled test captions (rows) and images (columns): the diagonal holds the sampled "
+            "pairs; red boxes mark every image a caption is a positive for.",
             plots.heatmaps(panels, out / "pair_heatmap.png", "image", "caption"))
     panels = [{"title": f"{which} training", **m} for which in view.vectors
               if (m := class_matrix(view.frame, view.vectors[which][0])) is not None]

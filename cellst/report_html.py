@@ -145,7 +145,8 @@ def _zero_shot(view: RunView) -> list:
     per_class = [[c, fmt(shot[models[-1]]["per_class"][c]["n"]),
                   *[fmt(shot[w]["per_class"][c]["accuracy"]) for w in models]] for c in classes]
     return [("h2", "Zero-shot cell type"),
-            ("p", f"Each image is scored against one caption per class, `{shot['template']}`; the nearest is the "
+            ("p", f"Each image is scored against one caption per class, `{shot[models[-1]]['template']}`; the "
+                  "nearest is the "
                   "prediction. Chance is 1 / number of classes."),
             ("table", (["model", *keys], [[w, *[fmt(shot[w][k]) for k in keys]] for w in models])),
             ("table", (["class", "images", *[f"accuracy {w}" for w in models]], per_class))]
