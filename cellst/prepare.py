@@ -28,7 +28,7 @@ from .errors import CellstError, where
 from .prepare_import import from_captions_json, from_class_folders
 from .prepare_split import COLUMNS, ImageRows, read_mapping, write_splits
 
-__all__ = ["prepare", "load_templates", "caption_rows", "from_captions_json", "from_class_folders"]
+__all__ = ["prepare", "read_templates", "complete_templates", "caption_rows", "from_captions_json", "from_class_folders"]
 
 
 def prepare(attributes, templates, out_dir, *, image_column: str = "image_path", class_column: str | None = None,
@@ -44,7 +44,8 @@ def prepare(attributes, templates, out_dir, *, image_column: str = "image_path",
         out_dir: output folder; must be new or empty unless ``overwrite``.
         image_column: the column holding image paths, relative to the CSV's folder or to ``image_root``.
         class_column: optional class column: the split is stratified by it and it is copied to the output.
-        descriptors: the columns to caption; default all columns but the image and class columns.
+        descriptors: the columns to caption; default all columns but the image column, and but the class column
+            unless the templates give it templates.
         negatives_per_image: negative rows per image, each swapping one descriptor's value.
         ratios: train, val, test fractions of the images. seed: the split's and the templates' random seed.
 
@@ -55,8 +56,9 @@ def prepare(attributes, templates, out_dir, *, image_column: str = "image_path",
         >>> prepare("wbcatt.csv", "templates.json", "splits", image_column="img_name", class_column="label")  # doctest: +SKIP
     """
     table, source, base = load_table(attributes)
-    descriptors = check_columns(table, source, image_column, class_column, descriptors)
-    templates = load_templates(templates, descriptors)
+    given, template_source = read_templates(templates)
+    descriptors = check_columns(table, source, image_column, class_column, descriptors, set(given))
+    templates = complete_templates(given, descriptors, template_source)
     paths = image_paths(table, image_column, Path(image_root) if image_root else base, source)
     labels = class_labels(table, class_column, source)
     values = {d: table[d].map(_clean).tolist() for d in descriptors}
@@ -126,8 +128,13 @@ def load_table(attributes):
     return table, path, path.parent
 
 
-def check_columns(table, source, image_column: str, class_column: str | None, descriptors) -> list[str]:
-    """Check the named columns exist and the table has rows; return the descriptor columns."""
+def check_columns(table, source, image_column: str, class_column: str | None, descriptors,
+                  templated: set = frozenset()) -> list[str]:
+    """Check the named columns exist and the table has rows; return the descriptor columns.
+
+    By default every column but the image and class columns is a descriptor; the class column is one too when it has
+    templates (``templated``), so "This is a neutrophil." captions come from the same table.
+    """
     found = ", ".join(map(str, table.columns))
     named = [image_column, *([class_column] if class_column else [])]
     if isinstance(descriptors, str):
@@ -137,7 +144,7 @@ def check_columns(table, source, image_column: str, class_column: str | None, de
             raise CellstError(f"{where(source, column=column)}: column not found; the table has: {found}. "
                               "Fix the column name (--image-column, --class-column, --descriptors) or the CSV header.")
     if descriptors is None:
-        descriptors = [c for c in table.columns if c not in named]
+        descriptors = [c for c in table.columns if c not in named or (c == class_column and c in templated)]
     if not descriptors:
         raise CellstError(f"{source}: no descriptor columns; expected columns besides {', '.join(named)}; "
                           f"found only: {found}. Add one column per descriptor.")
@@ -149,8 +156,8 @@ def check_columns(table, source, image_column: str, class_column: str | None, de
     return list(descriptors)
 
 
-def load_templates(templates, descriptors: list[str]) -> dict[str, list[str]]:
-    """Templates per descriptor, checked; descriptors without templates get the default, unknown ones a warning."""
+def read_templates(templates) -> tuple[dict[str, list[str]], str]:
+    """Checked templates (descriptor -> list of strings with ``{value}``) and a name for messages."""
     raw = read_mapping(templates, "Templates")
     source = "templates" if isinstance(templates, dict) else str(templates)
     checked = {}
@@ -165,12 +172,17 @@ def load_templates(templates, descriptors: list[str]) -> dict[str, list[str]]:
                                   "'{value}' placeholder, so every image would get the same caption. "
                                   "Add {value} where the descriptor's value goes.")
         checked[str(descriptor)] = options
-    unknown = sorted(set(checked) - set(descriptors))
+    return checked, source
+
+
+def complete_templates(given: dict, descriptors: list[str], source: str = "templates") -> dict[str, list[str]]:
+    """Templates for exactly ``descriptors``: the default where none are given; a warning for unused ones."""
+    unknown = sorted(set(given) - set(descriptors))
     if unknown:
         warnings.warn(f"{source}: templates for {', '.join(unknown)} are not used, as they are not among the "
                       f"descriptors ({', '.join(descriptors)}). Check the spelling, or list them in descriptors "
                       "(--descriptors) to caption them.", stacklevel=3)
-    return {d: checked.get(d, ["The {descriptor} is {value}."]) for d in descriptors}
+    return {d: given.get(d, ["The {descriptor} is {value}."]) for d in descriptors}
 
 
 def image_paths(table, image_column: str, base: Path, source) -> list[Path]:

@@ -75,17 +75,17 @@ def check_ratios(ratios) -> tuple[float, float, float]:
 
 
 def split_counts(n: int, ratios) -> list[int]:
-    """Images per split: largest remainders, then one image moved to each empty split that wants some, if n allows."""
+    """Images per split: largest remainders, then an image moved into each empty split that wants some, taken from
+    the largest split while that keeps at least one (so a class of 3 is in all three splits, a class of 2 in two)."""
     exact = [n * r for r in ratios]
     counts = [int(np.floor(x)) for x in exact]
     for k in sorted(range(3), key=lambda k: counts[k] - exact[k])[: n - sum(counts)]:
         counts[k] += 1
-    wanted = [k for k in range(3) if ratios[k] > 0]
-    if n >= len(wanted):
-        for k in wanted:
-            if counts[k] == 0:
-                counts[int(np.argmax(counts))] -= 1
-                counts[k] += 1
+    for k in range(3):
+        donor = int(np.argmax(counts))
+        if ratios[k] > 0 and counts[k] == 0 and counts[donor] > 1:
+            counts[donor] -= 1
+            counts[k] += 1
     return counts
 
 

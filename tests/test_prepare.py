@@ -131,6 +131,25 @@ def test_same_seed_same_split_other_seed_other_split(tmp_path):
     assert set(a["test"]["image_path"]) != set(c["test"]["image_path"])
 
 
+@pytest.mark.parametrize("n, ratios, counts", [
+    (10, (0.8, 0.1, 0.1), [8, 1, 1]), (3, (0.8, 0.1, 0.1), [1, 1, 1]), (2, (0.8, 0.1, 0.1), [1, 1, 0]),
+    (1, (0.8, 0.1, 0.1), [1, 0, 0]), (7, (0.5, 0.5, 0.0), [4, 3, 0]), (5, (0.0, 0.0, 1.0), [0, 0, 5]),
+])
+def test_split_counts(n, ratios, counts):
+    from cellst.prepare_split import split_counts
+
+    assert split_counts(n, ratios) == counts
+
+
+def test_class_column_is_captioned_when_it_has_templates(tmp_path):
+    attributes = _table(tmp_path / "data", n=9)
+    paths = prepare(attributes, {**TEMPLATES, "kind": ["Type {value}."]}, tmp_path / "out", class_column="kind")
+    rows = pd.concat(_read(paths).values())
+    assert {"Type A.", "Type B.", "Type C."} <= set(rows["caption"]) and "kind" in set(rows["descriptor"])
+    paths = prepare(attributes, TEMPLATES, tmp_path / "plain", class_column="kind")
+    assert "kind" not in set(pd.concat(_read(paths).values())["descriptor"])
+
+
 def test_summary(prepared):
     _, out, splits = prepared
     summary = json.loads((out / "split_summary.json").read_text())
