@@ -304,8 +304,8 @@ def _grid_rows(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int = 
 
 COMPARED = [("pair", "non-specific", m) for m in ("accuracy@1", "accuracy@5", "recall@5", "recall@10", "mrr@10",
                                                   "median_rank")] + \
-           [("caption", "non-specific", m) for m in ("accuracy@1", "accuracy@5", "mrr@10")] + \
-           [(rule, "specific", m) for rule in ("pair", "caption") for m in ("accuracy@1", "recall@5", "mrr@10")]
+           [("caption", "non-specific", m) for m in ("accuracy@1", "accuracy@5", "recall@5", "recall@10", "mrr@10")] + \
+           [(rule, "specific", m) for rule in ("pair", "caption") for m in ("accuracy@1", "recall@5")]
 SHORT = {"accuracy": "acc", "recall": "R", "mrr": "MRR", "median_rank": "MedR"}
 
 
