@@ -128,7 +128,7 @@ def grouped_bars(panels: list[dict], path, ylabel: str = "figure") -> Path:
     if not panels:
         raise CellstError("No bar panels to draw.")
     width_groups = max(len(p["groups"]) for p in panels)
-    fig = _figure((max(4.5, 1.1 * width_groups + 2) * len(panels), 3.8))
+    fig = _figure((max(4.5, 0.85 * width_groups + 1.5) * len(panels), 3.8))
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, panel in zip(axes, panels):
         names = list(panel["series"])

@@ -22,6 +22,7 @@ from .errors import CellstError
 from .similarity import DEFAULT_TEMPLATE, image_classes, pair_similarity, zero_shot
 
 SPLITS = ("train", "val", "test")
+CLASS_COLUMNS = ("class", "cell_type")  # what cellst's fixtures and `cellst demo-data` name the cell type
 
 
 @dataclass
@@ -49,7 +50,7 @@ class RunView:
         return source.get(which) or []
 
 
-def write_report(run_dir, test_split=None, model=None, class_column: str = "class",
+def write_report(run_dir, test_split=None, model=None, class_column: str | None = None,
                  template: str = DEFAULT_TEMPLATE) -> dict[str, Path]:
     """Write ``figures/*.png``, ``report.md`` and ``report.html`` into ``run_dir``; return ``{name: path}``.
 
@@ -58,7 +59,8 @@ def write_report(run_dir, test_split=None, model=None, class_column: str = "clas
         test_split: CSV to report on; default the config's test split (whose before/after figures are in
             ``metrics.json``). For another split, before/after are computed and stored under ``report_records``.
         model: the fine-tuned model, if already loaded (default: load it from ``run_dir``).
-        class_column: the split column with cell types, for zero-shot accuracy and the image-image heatmap.
+        class_column: the split column with cell types, for zero-shot accuracy and the image-image heatmap;
+            default the first of :data:`CLASS_COLUMNS` the split has.
         template: the zero-shot caption per class; ``{class}`` is replaced by the class name.
 
     Example::
@@ -99,7 +101,10 @@ def load_run(run_dir) -> RunView:
     return RunView(run, config or {}, metrics, log)
 
 
-def _columns(config: dict, class_column: str) -> Columns:
+def _columns(config: dict, class_column: str | None, csv_path) -> Columns:
+    if class_column is None and csv_path is not None:
+        header = pd.read_csv(csv_path, nrows=0).columns
+        class_column = next((c for c in CLASS_COLUMNS if c in header), None)
     return Columns(config.get("image_column", "image_path"), config.get("caption_column", "caption"),
                    config.get("label_column", "similarity"), config.get("descriptor_column", "descriptor"),
                    klass=class_column)
@@ -113,8 +118,7 @@ def _find(path, run: Path) -> Path | None:
     return None
 
 
-def _attach_split(view: RunView, test_split, class_column: str) -> None:
-    columns = _columns(view.config, class_column)
+def _attach_split(view: RunView, test_split, class_column: str | None) -> None:
     named = {s: view.config.get(s) for s in SPLITS if view.config.get(s)}
     if test_split is not None and (not named.get("test") or Path(test_split).resolve() != Path(named["test"]).resolve()):
         named[Path(test_split).stem.removesuffix("_split")] = str(test_split)
@@ -126,6 +130,7 @@ def _attach_split(view: RunView, test_split, class_column: str) -> None:
         if found is None:
             view.notes.append(f"The {name} split {path} was not found, so it is left out of the data summary.")
             continue
+        columns = _columns(view.config, class_column, found)
         frames[name] = read_split(found, columns, view.config.get("image_root"), float_labels=True)
         view.summary.append(_summarise(name, path, frames[name]))
     view.split_name = Path(test_split).stem.removesuffix("_split") if test_split is not None else "test"

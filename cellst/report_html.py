@@ -18,8 +18,9 @@ from .report import ARROWS, MODELS, RunView, _record, figure
 RANKS = ("mean_rank", "median_rank")
 SIMILARITY = ("n_pairs", "pearson", "spearman", "accuracy", "accuracy_threshold", "f1", "f1_threshold", "precision",
               "recall", "ap", "mcc")
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:12px;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ccc;padding:2px 5px;white-space:nowrap}
 th{background:#f0f3f7}td{text-align:right;font-variant-numeric:tabular-nums}td:first-child{text-align:left}
 img{max-width:100%;border:1px solid #ddd}h2{border-bottom:2px solid #1f77b4;padding-bottom:3px}
 .note{background:#fff8e1;padding:6px 10px;border-left:4px solid #f0b400}"""

@@ -205,5 +205,5 @@ def test_cli_report_is_thin(monkeypatch, capsys, tmp_path):
                         {"html": tmp_path / "report.html"})
     assert cli(report_cli, ["report", "runs/x", "--split", "val.csv", "--template", "{class}!"]) == 0
     assert seen["args"] == ("runs/x",)
-    assert seen["kwargs"] == {"test_split": "val.csv", "class_column": "class", "template": "{class}!"}
+    assert seen["kwargs"] == {"test_split": "val.csv", "class_column": None, "template": "{class}!"}
     assert "report.html" in capsys.readouterr().out

@@ -7,7 +7,8 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="write figures, report.md and report.html into a run folder")
     p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `cellst finetune`")
     p.add_argument("--split", help="CSV to report on (default: the run's test split)")
-    p.add_argument("--class-column", default="class", help="split column with cell types, for zero-shot accuracy")
+    p.add_argument("--class-column", default=None,
+                   help="split column with cell types, for zero-shot accuracy (default: class or cell_type if present)")
     p.add_argument("--template", default=None, help="zero-shot caption per class; {class} is replaced by its name")
     p.set_defaults(run=run)
 
