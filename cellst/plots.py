@@ -120,16 +120,18 @@ def _heatmap_labels(ax, panel: dict, shape) -> None:
 
 
 def grouped_bars(panels: list[dict], path, ylabel: str = "figure") -> Path:
-    """Grouped bars, one panel each: before/after/baselines per headline figure, or per descriptor.
+    """Grouped bars, one panel per row: before/after/baselines per headline figure, or per descriptor.
 
     Each panel: ``{"title", "groups": [x labels], "series": {name: [value per group]}}``; a series named in
-    :data:`COLOURS` keeps its colour. Missing values (``None``) leave a gap.
+    :data:`COLOURS` keeps its colour. Missing values (``None``) leave a gap. Bars are labelled with their value
+    when there is room (at most 24 bars a panel); the exact figures are in the report's tables.
     """
     if not panels:
         raise CellstError("No bar panels to draw.")
-    width_groups = max(len(p["groups"]) for p in panels)
-    fig = _figure((max(4.5, 0.85 * width_groups + 1.5) * len(panels), 3.8))
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    groups = max(len(p["groups"]) for p in panels)
+    labelled = groups * max(len(p["series"]) for p in panels) <= 24
+    fig = _figure((max(5.0, (1.1 if labelled else 0.8) * groups + 1.5), 3.4 * len(panels)))
+    axes = np.atleast_1d(fig.subplots(len(panels), 1))
     for ax, panel in zip(axes, panels):
         names = list(panel["series"])
         width = 0.8 / max(len(names), 1)
@@ -138,8 +140,9 @@ def grouped_bars(panels: list[dict], path, ylabel: str = "figure") -> Path:
             values = np.array([np.nan if v is None else v for v in panel["series"][name]], float)
             bars = ax.bar(x + (s - (len(names) - 1) / 2) * width, values, width, label=name,
                           color=COLOURS.get(name, _CYCLE[s % len(_CYCLE)]))
-            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
-        ax.set_xticks(x, [textwrap.fill(str(g), 14) for g in panel["groups"]], fontsize=7)
+            if labelled:
+                ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+        ax.set_xticks(x, [textwrap.fill(str(g), 12) for g in panel["groups"]], fontsize=7)
         ax.set_ylim(0, 1.25)  # headroom for the legend above bars that reach 1
         _decorate(ax, panel["title"], "", ylabel, legend=False)
         ax.legend(fontsize=7, ncol=len(names), loc="upper center")

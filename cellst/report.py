@@ -120,9 +120,10 @@ def _find(path, run: Path) -> Path | None:
 
 def _attach_split(view: RunView, test_split, class_column: str | None) -> None:
     named = {s: view.config.get(s) for s in SPLITS if view.config.get(s)}
-    if test_split is not None and (not named.get("test") or Path(test_split).resolve() != Path(named["test"]).resolve()):
-        named[Path(test_split).stem.removesuffix("_split")] = str(test_split)
-        view.metrics.pop("report_records", None)
+    view.split_name = _split_name(named, test_split)
+    view.metrics.pop("report_records", None)  # figures of an earlier report on another split are stale now
+    if view.split_name != "test":
+        named[view.split_name] = str(test_split)
         view.metrics["report_records"] = {"split": str(test_split)}
     frames = {}
     for name, path in named.items():
@@ -133,12 +134,23 @@ def _attach_split(view: RunView, test_split, class_column: str | None) -> None:
         columns = _columns(view.config, class_column, found)
         frames[name] = read_split(found, columns, view.config.get("image_root"), float_labels=True)
         view.summary.append(_summarise(name, path, frames[name]))
-    view.split_name = Path(test_split).stem.removesuffix("_split") if test_split is not None else "test"
     view.frame = frames.get(view.split_name)
     view.train_captions = frames["train"]["caption"] if "train" in frames else None
     if view.frame is None:
         view.notes.append("No test split could be read (none in the config, or moved): the report shows only the "
                           "figures in metrics.json. Pass --split test.csv to report on one.")
+
+
+def _split_name(named: dict, test_split) -> str:
+    """``test`` for the config's test split (its before/after figures are in metrics.json), else a new name."""
+    if test_split is None or (named.get("test") and _same_file(test_split, named["test"])):
+        return "test"
+    name = Path(test_split).stem.removesuffix("_split")
+    return name if name != "test" and (name not in named or _same_file(named[name], test_split)) else "report"
+
+
+def _same_file(a, b) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def _summarise(name: str, path, frame: pd.DataFrame) -> dict:
@@ -201,7 +213,7 @@ ARROWS = {"text_to_image": "text \u2192 image", "image_to_text": "image \u2192 t
 def _draw(view: RunView) -> None:
     """Every picture the run supports, into ``run/figures``; one whose inputs are missing is left out."""
     from . import plots
-    from .similarity import class_matrix, pair_matrix
+    from .similarity import class_matrix, pair_matrix, top_images
 
     try:
         import matplotlib  # noqa: F401  (an optional extra; a report without pictures beats a failed run)
@@ -228,7 +240,7 @@ def _draw(view: RunView) -> None:
         view.figures["retrieval_grid"] = (
             "Text \u2192 image after training: each query caption, its top-5 test images and their cosine scores; a "
             "green border marks an image the caption is a positive for.",
-            plots.retrieval_grid(_grid_rows(view.frame, img, txt), out / "retrieval_grid.png"))
+            plots.retrieval_grid(top_images(view.frame, img, txt), out / "retrieval_grid.png"))
     panels = [{"title": f"{which} training", **pair_matrix(view.frame, *view.vectors[which])} for which in view.vectors]
     if panels:
         for panel in panels:
@@ -287,24 +299,6 @@ def _descriptor_panels(view: RunView, rule: str, metric: str) -> list[dict]:
     return [{"title": f"{ARROWS[d]}, {rule} rule", "groups": [s.split(":", 1)[1] for s in scopes],
              "series": {w: [figure(view.records(w), d, rule, s, metric) for s in scopes]
                         for w in MODELS if view.records(w)}} for d in ARROWS] if scopes else []
-
-
-def _grid_rows(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int = 4, k: int = 5) -> list[dict]:
-    """Top-``k`` test images for ``n`` positive captions, one per descriptor first so the grid shows variety."""
-    positives = frame[frame["label"] == 1]
-    by_descriptor = positives.drop_duplicates("descriptor") if "descriptor" in positives else positives.iloc[:0]
-    queries = list(dict.fromkeys(list(by_descriptor["caption"]) + list(positives["caption"])))[:n]
-    images = list(image_vecs)
-    matrix = np.stack([image_vecs[i] for i in images])
-    rows = []
-    for query in queries:
-        scores = matrix @ text_vecs[query]
-        relevant = set(positives.loc[positives["caption"] == query, "image"])
-        top = np.argsort(-scores, kind="stable")[:k]
-        rows.append({"query": f"{query} ({len(relevant)} relevant)",
-                     "hits": [{"image": images[j], "score": float(scores[j]), "correct": images[j] in relevant}
-                              for j in top]})
-    return rows
 
 
 COMPARED = [("pair", "non-specific", m) for m in ("accuracy@1", "accuracy@5", "recall@5", "recall@10", "mrr@10",

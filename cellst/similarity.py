@@ -157,3 +157,25 @@ def class_matrix(frame: pd.DataFrame, image_vecs: dict, per_class: int = 6) -> d
         images += members
     vectors = np.stack([image_vecs[i] for i in images])
     return {"matrix": vectors @ vectors.T, "row_labels": images, "col_labels": images, "groups": groups}
+
+
+def top_images(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int = 4, k: int = 5) -> list[dict]:
+    """The ``k`` nearest images to ``n`` positive captions (one per descriptor first, for variety), for a retrieval grid.
+
+    Returns ``[{"query", "hits": [{"image", "score", "correct"}]}]``; a hit is correct when the caption is a positive
+    of that image in the split.
+    """
+    positives = frame[frame["label"] == 1]
+    by_descriptor = positives.drop_duplicates("descriptor") if "descriptor" in positives else positives.iloc[:0]
+    queries = list(dict.fromkeys(list(by_descriptor["caption"]) + list(positives["caption"])))[:n]
+    images = list(image_vecs)
+    matrix = np.stack([image_vecs[i] for i in images])
+    rows = []
+    for query in queries:
+        scores = matrix @ text_vecs[query]
+        relevant = set(positives.loc[positives["caption"] == query, "image"])
+        top = np.argsort(-scores, kind="stable")[:k]
+        rows.append({"query": f"{query} ({len(relevant)} relevant)",
+                     "hits": [{"image": images[j], "score": float(scores[j]), "correct": images[j] in relevant}
+                              for j in top]})
+    return rows

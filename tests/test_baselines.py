@@ -219,3 +219,21 @@ def test_zero_shot_encodes_one_prompt_per_class():
     assert m["n_images"] == 2  # i3 has no class
     assert m["accuracy"] == pytest.approx(0.5) and m["template"] == "{class} here"
     assert zero_shot(model, frame.drop(columns="class"), {}, "{class}") is None
+
+
+def test_picture_data_by_hand():
+    from cellst.similarity import class_matrix, pair_matrix, top_images
+
+    frame = pd.DataFrame({"image": ["A", "B", "C", "B"], "caption": ["t", "u", "t", "t"], "label": [1, 1, 1, 0.0],
+                          "descriptor": ["d"] * 4, "class": ["x", "y", "x", "y"]})
+    images = {"A": np.array([0.2, 0.98]), "B": np.array([0.9, 0.436]), "C": np.array([0.5, 0.866])}
+    texts = {"t": np.array([1.0, 0.0]), "u": np.array([0.0, 1.0])}
+    [row] = top_images(frame, images, texts, n=1, k=3)
+    assert [h["image"] for h in row["hits"]] == ["B", "C", "A"]  # cosines .9, .5, .2
+    assert [h["correct"] for h in row["hits"]] == [False, True, True]  # "t" is a positive of A and C, not of B
+    pairs = pair_matrix(frame, images, texts, n=3)
+    assert len(pairs["col_labels"]) == 3 and len(set(pairs["col_labels"])) == 3  # one pair per image
+    assert all((r, r) in pairs["marks"] for r in range(3))  # the sampled pairs sit on the diagonal
+    by_class = class_matrix(frame, images)
+    assert by_class["groups"] == [("x", 0, 2), ("y", 2, 3)] and by_class["row_labels"] == ["A", "C", "B"]
+    assert by_class["matrix"][0, 1] == pytest.approx(0.2 * 0.5 + 0.98 * 0.866)
