@@ -82,7 +82,7 @@ def _wobbly(size, cy, cx, r, rng, amount: float, spikes: np.ndarray | None = Non
     reach = r * (1 + amount + (0 if spikes is None else spikes.sum())) + 1
     win, d, th = _polar(size, cy, cx, reach)
     wave = np.zeros_like(d)
-    for k, amp, phase in zip(range(2, 6), amount * rng.random(4) / np.arange(1, 5), rng.uniform(0, 2 * np.pi, 4)):
+    for k, amp, phase in zip(range(2, 6), amount * rng.uniform(0.4, 1, 4) / np.arange(1, 5), rng.uniform(0, 2 * np.pi, 4)):
         wave += amp * np.cos(k * th + phase)
     for amp in [] if spikes is None else spikes:
         wave += amp * np.maximum(np.cos(rng.integers(9, 24) * th + rng.uniform(0, 6)), 0) ** 30
@@ -189,17 +189,17 @@ def _chromatin(kind: str, alpha: np.ndarray, canvas, rng, size) -> None:
 
 
 def _cytoplasm_contents(attrs, canvas, inner, cell, rng, s) -> None:
-    """Vacuoles as pale holes and cytoplasmic granules; painted before the nucleus, which then covers them."""
+    """Cytoplasmic granules, then vacuoles as pale holes over them; the nucleus, painted next, covers both."""
     size = canvas.shape[0]
     cy, cx, r = cell
-    if attrs["vacuoles"] == "present":
-        ys, xs = np.nonzero(inner * _disc(size, cy, cx, r - 2.5 * s) > 0.9)
-        for i in rng.integers(0, len(ys), int(rng.integers(3, 7))) if len(ys) else []:
-            _paint(canvas, _disc(size, ys[i], xs[i], rng.uniform(1.5, 2.6) * s) * 0.9, VACUOLE)
     if attrs["granules"] in ("fine pink", "large orange-red"):
         colour, radius, pack = GRANULES[attrs["granules"]]
         count = int(pack * inner.sum() / (np.pi * max(radius * s, 0.7) ** 2))
         _paint(canvas, _dots(inner, count, radius * s, rng) * 0.85, colour)
+    if attrs["vacuoles"] == "present":
+        ys, xs = np.nonzero(inner * _disc(size, cy, cx, r - 2.5 * s) > 0.9)
+        for i in rng.integers(0, len(ys), int(rng.integers(3, 7))) if len(ys) else []:
+            _paint(canvas, _disc(size, ys[i], xs[i], rng.uniform(1.8, 3.0) * s) * 0.92, VACUOLE)
 
 
 def _nuclear_contents(attrs, canvas, nucleus, centre, rn, body, rng, s) -> None:
