@@ -271,20 +271,21 @@ def _curves(view: RunView, best: tuple):
     eval_losses = [(e["step"], e["eval_loss"]) for e in view.log if "eval_loss" in e and "step" in e]
     evals, chance = [], None
     for point in view.metrics.get("val_history", []):
-        record = _record(point["records"], *best[:3])
+        record = find_record(point["records"], *best[:3])
         if record and best[3] in record["metrics"]:
             evals.append((point["epoch"], record["metrics"][best[3]]))
             chance = record["chance"].get(best[3])
     return losses, evals, eval_losses, chance
 
 
-def _record(records: list[dict], direction: str, rule: str, scope: str) -> dict | None:
+def find_record(records: list[dict], direction: str, rule: str, scope: str) -> dict | None:
+    """The record of one task (direction, rule, scope), or ``None``."""
     return next((r for r in records if (r["direction"], r["rule"], r["scope"]) == (direction, rule, scope)), None)
 
 
 def figure(records: list[dict], direction: str, rule: str, scope: str, metric: str) -> float | None:
     """One number from a list of records, or ``None``."""
-    record = _record(records, direction, rule, scope)
+    record = find_record(records, direction, rule, scope)
     return record["metrics"].get(metric) if record else None
 
 

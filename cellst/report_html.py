@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from .report import ARROWS, MODELS, RunView, _record, figure
+from .report import ARROWS, MODELS, RunView, figure, find_record
 
 RANKS = ("mean_rank", "median_rank")
 SIMILARITY = ("n_pairs", "pearson", "spearman", "accuracy", "accuracy_threshold", "f1", "f1_threshold", "precision",
@@ -85,7 +85,7 @@ def _retrieval(view: RunView) -> list:
         for direction in ARROWS:
             for rule in ("pair", "caption"):
                 rows = [[w, *_counts(r), *[fmt(r["metrics"].get(c)) for c in columns]] for w in MODELS
-                        if (r := _record(view.records(w), direction, rule, scope))]
+                        if (r := find_record(view.records(w), direction, rule, scope))]
                 if rows:
                     blocks += [("h3", f"{ARROWS[direction]} \u00b7 {rule} rule \u00b7 {scope}"),
                                ("table", (["model", "queries", "candidates", *columns], rows))]
@@ -108,7 +108,7 @@ def _descriptors(view: RunView) -> list:
         for rule in ("pair", "caption"):
             rows = []
             for scope in scopes:
-                after = _record(view.records("after"), direction, rule, scope)
+                after = find_record(view.records("after"), direction, rule, scope)
                 if after:
                     rows.append([scope.split(":", 1)[1], *_counts(after),
                                  *[fmt(figure(view.records(w), direction, rule, scope, f)) for f in figures

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from cellst.baselines import expected_metrics, random_records, tfidf_records, tfidf_scores
-from cellst.retrieval import Task, chance_metrics, task_metrics
+from cellst.retrieval import Task, task_metrics
 from cellst.similarity import class_prompts, pair_similarity, zero_shot, zero_shot_figures
 
 KEYS = ("accuracy@1", "accuracy@5", "precision@1", "precision@5", "recall@1", "recall@5", "recall@10",
