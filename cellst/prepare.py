@@ -28,7 +28,8 @@ from .errors import CellstError, where
 from .prepare_import import from_captions_json, from_class_folders
 from .prepare_split import COLUMNS, ImageRows, read_mapping, write_splits
 
-__all__ = ["prepare", "read_templates", "complete_templates", "caption_rows", "from_captions_json", "from_class_folders"]
+__all__ = ["prepare", "read_templates", "complete_templates", "caption_rows", "from_captions_json",
+           "from_class_folders"]
 
 
 def prepare(attributes, templates, out_dir, *, image_column: str = "image_path", class_column: str | None = None,
@@ -53,7 +54,8 @@ def prepare(attributes, templates, out_dir, *, image_column: str = "image_path",
         ``{"train": path, "val": path, "test": path}``.
 
     Example:
-        >>> prepare("wbcatt.csv", "templates.json", "splits", image_column="img_name", class_column="label")  # doctest: +SKIP
+        >>> prepare("wbcatt.csv", "templates.json", "splits",
+        ...         image_column="img_name", class_column="label")  # doctest: +SKIP
     """
     table, source, base = load_table(attributes)
     given, template_source = read_templates(templates)

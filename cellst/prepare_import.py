@@ -54,41 +54,61 @@ def from_class_folders(root, descriptions, out_dir, *, class_column: str = "clas
     Example:
         >>> from_class_folders("cervix-dataset", "descriptions.json", "splits")  # doctest: +SKIP
     """
+    root = Path(root)
+    texts = _read_descriptions(descriptions)
+    files = _class_images(root)
+    _check_described(files, texts, _name(descriptions), root)
+    rng = np.random.default_rng(seed)
+    images = [ImageRows(path, cls, _class_rows(cls, texts, negatives_per_image, rng))
+              for cls, found in files.items() for path in found]
+    info = {"source": str(root), "descriptions": _name(descriptions), "descriptors": ["class"],
+            "negatives_per_image": negatives_per_image}
+    return write_splits(images, out_dir, class_column=class_column, ratios=ratios, seed=seed,
+                        overwrite=overwrite, info=info)
+
+
+def _class_images(root: Path) -> dict[str, list[Path]]:
+    """Class folder name -> its image files (sub-folders included), for every non-hidden folder with images."""
     from .images import IMAGE_EXTENSIONS
 
-    root = Path(root)
     if not root.is_dir():
         raise CellstError(f"Class folder root not found: {root}. Expected a folder with one sub-folder per class.")
-    texts = _read_descriptions(descriptions)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = {f.name: sorted(p for p in f.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) for f in folders}
     files = {c: found for c, found in files.items() if found}
     if not files:
         raise CellstError(f"{root}: no images found; expected root/CLASS/image files ({', '.join(IMAGE_EXTENSIONS)}).")
+    return files
+
+
+def _check_described(files: dict, texts: dict, source: str, root: Path) -> None:
     undescribed = sorted(set(files) - set(texts))
     if undescribed:
-        raise CellstError(f"{_name(descriptions)}: no description for class folder(s) {', '.join(undescribed)} "
-                          f"in {root}; it describes: {', '.join(sorted(texts)) or 'nothing'}. "
+        raise CellstError(f"{source}: no description for class folder(s) {', '.join(undescribed)} in {root}; "
+                          f"it describes: {', '.join(sorted(texts)) or 'nothing'}. "
                           "Add an entry per class folder (folder name -> list of descriptions).")
-    if set(texts) - set(files):
-        warnings.warn(f"{_name(descriptions)}: no image folder in {root} for {', '.join(sorted(set(texts) - set(files)))}; "
-                      "their descriptions are used only as negatives.", stacklevel=2)
-    rng = np.random.default_rng(seed)
-    images = []
-    for cls, found in files.items():
-        others = [c for c in sorted(texts) if c != cls]
-        for path in found:
-            rows = [(t, 1, "class") for t in texts[cls]]
-            for _ in range(negatives_per_image if others else 0):
-                # A description shared with the own class would be a caption labelled both 1 and 0.
-                other = [t for t in texts[others[int(rng.integers(len(others)))]] if t not in texts[cls]]
-                if other:
-                    rows.append((other[int(rng.integers(len(other)))], 0, "class"))
-            images.append(ImageRows(path, cls, rows))
-    info = {"source": str(root), "descriptions": _name(descriptions), "descriptors": ["class"],
-            "negatives_per_image": negatives_per_image}
-    return write_splits(images, out_dir, class_column=class_column, ratios=ratios, seed=seed,
-                        overwrite=overwrite, info=info)
+    unused = sorted(set(texts) - set(files))
+    if unused:
+        warnings.warn(f"{source}: no image folder in {root} for {', '.join(unused)}; their descriptions are used "
+                      "only as negatives.", stacklevel=3)
+
+
+def _class_rows(cls: str, texts: dict, negatives: int, rng) -> list[tuple[str, int, str]]:
+    """All of the class's descriptions as positives; negatives drawn class first, then description, no repeats.
+
+    A description the own class shares is never a negative: it would be a caption labelled both 1 and 0.
+    """
+    rows = [(t, 1, "class") for t in texts[cls]]
+    unused = {c: [t for t in texts[c] if t not in texts[cls]] for c in sorted(texts) if c != cls}
+    while len(rows) < len(texts[cls]) + negatives:
+        choices = [c for c in unused if unused[c]]
+        if not choices:
+            break
+        other = unused[choices[int(rng.integers(len(choices)))]]
+        text = other.pop(int(rng.integers(len(other))))
+        if all(text != t for t, _, _ in rows):  # two other classes may share a description
+            rows.append((text, 0, "class"))
+    return rows
 
 
 def _read_captions(path: Path) -> dict[str, list[str]]:
@@ -123,7 +143,7 @@ def _read_descriptions(descriptions) -> dict[str, list[str]]:
         if not isinstance(value, list) or not value or not all(isinstance(t, str) and t.strip() for t in value):
             raise CellstError(f"{_name(descriptions)}, class '{cls}': expected a description or a list of them, "
                               f"found {value!r}.")
-        texts[str(cls)] = [t.strip() for t in value]
+        texts[str(cls)] = list(dict.fromkeys(t.strip() for t in value))
     return texts
 
 

@@ -68,7 +68,8 @@ PROFILES = {
               "granules": {"none": 0.8, "fine pink": 0.2}, "vacuoles": {"absent": 0.8, "present": 0.2}},
     "plasma cell": {"cell_size": {"medium": 0.8, "large": 0.2}, "nuclear_shape": {"round": 0.9, "kidney-shaped": 0.1},
                     "nucleus_position": {"eccentric": 0.95, "central": 0.05}, "nc_ratio": {"moderate": 0.6, "low": 0.4},
-                    "chromatin": {"coarse": 0.8, "dense": 0.2}, "cytoplasm_colour": {"deep blue": 0.9, "grey-blue": 0.1},
+                    "chromatin": {"coarse": 0.8, "dense": 0.2},
+                    "cytoplasm_colour": {"deep blue": 0.9, "grey-blue": 0.1},
                     "vacuoles": {"absent": 0.7, "present": 0.3}},
     "hairy cell": {"cell_size": {"medium": 0.6, "large": 0.4},
                    "nuclear_shape": {"round": 0.45, "kidney-shaped": 0.4, "irregular": 0.15},
@@ -82,12 +83,15 @@ TEMPLATES = {
     "cell_type": ["Cell type: {value}.", "This white blood cell is a {value}.", "A {value} in a blood smear."],
     "cell_size": ["The cell is {value}.", "The cell size is {value}.", "A {value} white blood cell."],
     "nuclear_shape": ["The nucleus is {value}.", "The nuclear shape is {value}.", "A cell with a {value} nucleus."],
-    "nucleus_position": ["The nucleus is {value}.", "The nucleus position is {value}.", "A cell with a {value} nucleus."],
+    "nucleus_position": ["The nucleus is {value}.", "The nucleus position is {value}.",
+                         "A cell with a {value} nucleus."],
     "nc_ratio": ["The nucleus-to-cytoplasm ratio is {value}.", "The N:C ratio is {value}.",
                  "A cell with a {value} nuclear-cytoplasmic ratio."],
-    "chromatin": ["The chromatin is {value}.", "The nuclear chromatin is {value}.", "A nucleus with {value} chromatin."],
+    "chromatin": ["The chromatin is {value}.", "The nuclear chromatin is {value}.",
+                  "A nucleus with {value} chromatin."],
     "nucleoli": ["Nucleoli are {value}.", "The nucleoli are {value}.", "Nucleoli: {value}."],
-    "cytoplasm_colour": ["The cytoplasm is {value}.", "The cytoplasm colour is {value}.", "A cell with {value} cytoplasm."],
+    "cytoplasm_colour": ["The cytoplasm is {value}.", "The cytoplasm colour is {value}.",
+                         "A cell with {value} cytoplasm."],
     "granules": ["Granules: {value}.", "The granulation is {value}.", "Cytoplasmic granules: {value}."],
     "vacuoles": ["Vacuoles are {value}.", "The cytoplasm vacuoles are {value}.", "Vacuoles: {value}."],
     "projections": ["Cytoplasmic projections are {value}.", "The cell outline projections are {value}.",
@@ -173,7 +177,8 @@ def make_demo_data(out_dir, n_images: int = 900, seed: int = 0, size: int = 96, 
                           "Smaller images cannot show granules or nucleoli.")
     _clear_out_dir(out_dir, overwrite)
     rows = generate_images(out_dir, n_images, seed, size, workers)
-    pd.DataFrame(rows, columns=["image_path", "cell_type", *DESCRIPTORS]).to_csv(out_dir / "attributes.csv", index=False)
+    table = pd.DataFrame(rows, columns=["image_path", "cell_type", *DESCRIPTORS])
+    table.to_csv(out_dir / "attributes.csv", index=False)
     (out_dir / "templates.json").write_text(json.dumps(TEMPLATES, indent=2) + "\n")
     # templates.json has cell_type templates, so the type is captioned too ("This white blood cell is a blast.").
     prepare(out_dir / "attributes.csv", out_dir / "templates.json", out_dir, class_column="cell_type", seed=seed,

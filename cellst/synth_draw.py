@@ -82,7 +82,8 @@ def _wobbly(size, cy, cx, r, rng, amount: float, spikes: np.ndarray | None = Non
     reach = r * (1 + amount + (0 if spikes is None else spikes.sum())) + 1
     win, d, th = _polar(size, cy, cx, reach)
     wave = np.zeros_like(d)
-    for k, amp, phase in zip(range(2, 6), amount * rng.uniform(0.4, 1, 4) / np.arange(1, 5), rng.uniform(0, 2 * np.pi, 4)):
+    amps, phases = amount * rng.uniform(0.4, 1, 4) / np.arange(1, 5), rng.uniform(0, 2 * np.pi, 4)
+    for k, amp, phase in zip(range(2, 6), amps, phases):
         wave += amp * np.cos(k * th + phase)
     for amp in [] if spikes is None else spikes:
         wave += amp * np.maximum(np.cos(rng.integers(9, 24) * th + rng.uniform(0, 6)), 0) ** 30

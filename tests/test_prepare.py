@@ -184,7 +184,8 @@ def test_wbcatt_table_works_unchanged(tmp_path):
 
 def test_captions_json_round_trip(tmp_path):
     entries = [("a.png", "white chair"), ("a.png", "dining chair"), ("b.png", "mug on table"),
-               ("c.png", "red mug"), ("c.png", "red mug"), ("d.png", "lamp")] + [(f"e{i}.png", f"cat {i}") for i in range(6)]
+               ("c.png", "red mug"), ("c.png", "red mug"), ("d.png", "lamp")]
+    entries += [(f"e{i}.png", f"cat {i}") for i in range(6)]
     for name in {n for n, _ in entries}:
         _png(tmp_path / "images" / name)
     (tmp_path / "captions.json").write_text(json.dumps([{"file_name": n, "caption": c} for n, c in entries]))
@@ -219,6 +220,10 @@ def test_class_folders_round_trip(tmp_path):
         negative = group[group.similarity == 0]["caption"].tolist()
         assert len(negative) == 1 and negative[0] not in wanted
     assert all(set(t["class"]) == set(descriptions) for t in splits.values())  # 4 per class: one in each split
+    rows = pd.concat(_read(from_class_folders(tmp_path / "root", descriptions, tmp_path / "many",
+                                              negatives_per_image=9)).values())
+    negatives = rows[rows.similarity == 0].groupby("image_path")["caption"]
+    assert negatives.nunique().equals(negatives.size()) and set(negatives.size()) == {2, 3}  # all other descriptions
 
 
 @pytest.mark.parametrize("kwargs, message", [
