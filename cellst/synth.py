@@ -64,7 +64,7 @@ PROFILES = {
     "blast": {"cell_size": {"large": 0.6, "medium": 0.4}, "nuclear_shape": {"round": 0.65, "irregular": 0.35},
               "nc_ratio": {"high": 0.9, "moderate": 0.1}, "chromatin": {"fine": 0.9, "coarse": 0.1},
               "nucleoli": {"visible": 0.85, "absent": 0.15},
-              "cytoplasm_colour": {"deep blue": 0.5, "pale blue": 0.3, "grey-blue": 0.2},
+              "cytoplasm_colour": {"deep blue": 0.6, "pale blue": 0.25, "grey-blue": 0.15},
               "granules": {"none": 0.8, "fine pink": 0.2}, "vacuoles": {"absent": 0.8, "present": 0.2}},
     "plasma cell": {"cell_size": {"medium": 0.8, "large": 0.2}, "nuclear_shape": {"round": 0.9, "kidney-shaped": 0.1},
                     "nucleus_position": {"eccentric": 0.95, "central": 0.05}, "nc_ratio": {"moderate": 0.6, "low": 0.4},
@@ -74,7 +74,7 @@ PROFILES = {
     "hairy cell": {"cell_size": {"medium": 0.6, "large": 0.4},
                    "nuclear_shape": {"round": 0.45, "kidney-shaped": 0.4, "irregular": 0.15},
                    "nc_ratio": {"moderate": 0.7, "high": 0.3}, "chromatin": {"fine": 0.6, "coarse": 0.4},
-                   "cytoplasm_colour": {"pale blue": 0.6, "grey-blue": 0.4}, "projections": {"hair-like": 1.0}},
+                   "cytoplasm_colour": {"pale blue": 0.75, "grey-blue": 0.25}, "projections": {"hair-like": 1.0}},
 }
 CELL_TYPES = list(PROFILES)
 

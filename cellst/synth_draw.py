@@ -86,7 +86,7 @@ def _wobbly(size, cy, cx, r, rng, amount: float, spikes: np.ndarray | None = Non
     for k, amp, phase in zip(range(2, 6), amps, phases):
         wave += amp * np.cos(k * th + phase)
     for amp in [] if spikes is None else spikes:
-        wave += amp * np.maximum(np.cos(rng.integers(9, 24) * th + rng.uniform(0, 6)), 0) ** 30
+        wave += amp * np.maximum(np.cos(rng.integers(9, 24) * th + rng.uniform(0, 6)), 0) ** 16
     out = np.zeros((size, size), np.float32)
     out[win] = _soft(r * (1 + wave) - d)
     return out
@@ -228,7 +228,7 @@ def draw_cell(attrs: dict, rng: np.random.Generator, size: int = 96) -> np.ndarr
     cy, cx = size / 2 + rng.normal(0, 3 * s, 2)
     r = CELL_RADIUS[attrs["cell_size"]] * s * rng.uniform(0.93, 1.07)
     # 1. Cell body: a slightly uneven disc; hairy cells get thin projections (sharp peaks of the outline).
-    spikes = rng.uniform(0.15, 0.4, 3) if attrs["projections"] == "hair-like" else None
+    spikes = rng.uniform(0.2, 0.45, 3) if attrs["projections"] == "hair-like" else None
     body = _wobbly(size, cy, cx, r, rng, 0.05, spikes)
     cyto = np.asarray(CYTOPLASM[attrs["cytoplasm_colour"]], np.float32)
     _paint(canvas, body, cyto * (1 + 0.06 * (_noise(rng, size, max(size // 8, 4))[..., None] - 0.5)))
