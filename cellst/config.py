@@ -35,6 +35,10 @@ class FinetuneConfig:
     caption_column: str = _f("caption", "CSV column with captions")
     label_column: str = _f("similarity", "CSV column with 1 (caption describes the image) / 0 labels")
     descriptor_column: str = _f("descriptor", "CSV column naming the descriptor a caption is about")
+    class_column: str | None = _f(None, "CSV column with the cell type, for zero-shot accuracy in the report "
+                                        "(default: 'class' or 'cell_type' when present)")
+    zero_shot_template: str = _f("a microscopy image of a {class} cell.",
+                                 "caption asked of each class for zero-shot accuracy; {class} is the class name")
     allow_leakage: bool = _f(False, "allow an image to appear in more than one split")
     allow_outside_root: bool = _f(True, "allow image paths that leave the image root (../, absolute paths)")
     epochs: float = _f(3.0, "training epochs")
@@ -55,12 +59,34 @@ class FinetuneConfig:
     margin: float = _f(0.5, "contrastive: margin for negative pairs")
     hard_negatives: bool = _f(False, "mnrl: add each image's negative caption as a hard negative")
     mini_batch_size: int | None = _f(None, "mnrl: GradCache chunk size, for large batches in small memory")
+    mask_known_positives: bool = _f(True, "mnrl: never use a caption the split marks true of an image as that "
+                                        "image's in-batch negative (shared template captions)")
     eval_batch_size: int = _f(64, "batch size for encoding during evaluation")
     rules: str = _f("pair,caption", "relevance rules to report: pair, caption")
     overwrite: bool = _f(False, "replace a non-empty output folder")
     push_to_hub: str | None = _f(None, "after training, push the model to this hub repo (user/name)")
     private: bool = _f(False, "make the hub repo private")
     trust_remote_code: bool = _f(False, "allow the model's own code to run when loading (only for models you trust)")
+    # Which weights train (cellst.freeze, cellst.lora).
+    freeze: str | None = _f(None, "freeze a tower and its projection: vision or text", choices=("vision", "text"))
+    unfreeze_last: int = _f(0, "with --freeze: still train the frozen tower's last N encoder layers and the final "
+                               "layer norm and projection above them")
+    lora: bool = _f(False, "train LoRA adapters (needs peft: pip install 'cellst[lora]'); the run saves the adapter")
+    lora_rank: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(16, "LoRA alpha; adapter updates are scaled by alpha / rank")
+    lora_targets: str = _f("q_proj,k_proj,v_proj,out_proj", "comma-separated module names that get LoRA adapters")
+    # Data: mined negatives and image augmentation (cellst.mining, cellst.augment).
+    mine_negatives: int = _f(0, "mnrl: mine K hard-negative captions per training pair with the starting model "
+                                "(one row per negative; 0 = off)")
+    augment: bool = _f(False, "augment training images as they load: 90-degree rotations, flips, small rotations")
+    augment_angle: float = _f(10.0, "with --augment: largest extra rotation in degrees (0 = only 90-degree turns)")
+    augment_crop: float = _f(0.0, "with --augment: random crop keeping at least this fraction of each side (0 = off, "
+                                  "e.g. 0.8)")
+    augment_color: float = _f(0.0, "with --augment: brightness/contrast/saturation jitter strength (0 = off, e.g. 0.2)")
+    augment_stain: float = _f(0.0, "with --augment: H&E stain jitter strength in optical-density space (0 = off, "
+                                   "e.g. 0.05)")
+    early_stopping_patience: int = _f(0, "stop when best_metric has not improved for N evaluations (needs --val; "
+                                         "0 = off)")
     training: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "extra SentenceTransformerTrainingArguments fields, passed through", "cli": False})
 
@@ -77,7 +103,34 @@ class FinetuneConfig:
                 raise CellstError(f"Unknown relevance rule '{rule}' in --rules. Expected pair and/or caption.")
         if self.batch_size < 2 and LOSSES[self.loss].in_batch_negatives:
             raise CellstError(f"--batch-size {self.batch_size} leaves MNRL no in-batch negatives; use 2 or more.")
+        self._check_weights()
+        self._check_data_options()
         return self
+
+    def _check_weights(self) -> None:
+        if self.unfreeze_last < 0 or (self.unfreeze_last and not self.freeze):
+            raise CellstError(f"--unfreeze-last {self.unfreeze_last} applies to a frozen tower: add --freeze vision "
+                              "or --freeze text, or drop --unfreeze-last.")
+        if self.lora and self.unfreeze_last:
+            raise CellstError("--unfreeze-last trains full layers, which a LoRA run does not save (it saves only the "
+                              "adapter). With --lora, --freeze alone keeps adapters out of the frozen tower.")
+        if self.lora and (self.lora_rank < 1 or self.lora_alpha <= 0):
+            raise CellstError(f"--lora-rank ({self.lora_rank}) and --lora-alpha ({self.lora_alpha}) must be positive.")
+
+    def _check_data_options(self) -> None:
+        from .losses import LOSSES
+
+        if self.mine_negatives and not LOSSES[self.loss].in_batch_negatives:
+            raise CellstError(f"--mine-negatives needs a loss that ranks captions (mnrl), not '{self.loss}'.")
+        if self.mine_negatives and self.hard_negatives:
+            raise CellstError("--mine-negatives and --hard-negatives both add a negative column; choose one.")
+        if self.mine_negatives < 0:
+            raise CellstError(f"--mine-negatives must be 0 (off) or a positive count, not {self.mine_negatives}.")
+        if not 0 <= self.augment_crop <= 1 or self.augment_color < 0 or self.augment_stain < 0:
+            raise CellstError("--augment-crop must lie in [0, 1] and --augment-color/--augment-stain be >= 0.")
+        if self.early_stopping_patience and not (self.val and self.eval_each_epoch):
+            raise CellstError("--early-stopping-patience watches the val figures each epoch: give --val (and keep "
+                              "--eval-each-epoch).")
 
     @property
     def rule_list(self) -> list[str]:

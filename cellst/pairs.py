@@ -27,13 +27,16 @@ VIEWS = ("pairs", "triplets", "labelled")
 PLAIN_MODES = {"RGB", "L"}  # modes the CLIP processor converts exactly as cellst.images.to_rgb does
 
 
-def dataset_view(frame: pd.DataFrame, view: str, cache_dir: str | Path | None = None, seed: int = 0):
-    """Return a ``datasets.Dataset`` with the columns of ``view`` (see the module docstring)."""
+def dataset_view(frame: pd.DataFrame, view: str, cache_dir: str | Path | None = None, seed: int = 0, known=None):
+    """Return a ``datasets.Dataset`` with the columns of ``view`` (see the module docstring).
+
+    With ``known`` (a :class:`cellst.masked_mnrl.KnownPositives`), pair and triplet rows get a ``label`` column holding
+    their row id, which the masked MNRL loss uses to find the batch's known positives.
+    """
     import datasets
 
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
-    frame = frame.assign(image=[rgb_source(p, cache_dir) for p in frame["image"]])
     if view == "labelled":
         data = {"image": frame["image"], "caption": frame["caption"], "label": frame["label"]}
     else:
@@ -44,8 +47,13 @@ def dataset_view(frame: pd.DataFrame, view: str, cache_dir: str | Path | None = 
         data = {"image": positives["image"], "caption": positives["caption"]}
         if view == "triplets":
             data = _with_hard_negatives(frame, positives, seed)
+        if known is not None:
+            negatives = data.get("negative", [None] * len(data["image"]))
+            data["label"] = [known.register(*row) for row in zip(data["image"], data["caption"], negatives)]
+    data["image"] = [rgb_source(p, cache_dir) for p in data["image"]]
+    label_type = "float32" if view == "labelled" else "int64"
     features = datasets.Features({"image": datasets.Image(), **{
-        k: datasets.Value("float32" if k == "label" else "string") for k in data if k != "image"}})
+        k: datasets.Value(label_type if k == "label" else "string") for k in data if k != "image"}})
     return datasets.Dataset.from_dict({k: list(v) for k, v in data.items()}, features=features)
 
 

@@ -13,11 +13,15 @@ import shutil
 import time
 from pathlib import Path
 
+from . import distributed
+from .augment import augment_dataset, augment_options, no_duplicates_without_augmentation
 from .config import FinetuneConfig
 from .data import Columns, load_splits
 from .errors import CellstError
 from .evaluation import SplitRecallEvaluator, encode_split, format_table, score_split
+from .freeze import choose_trainable
 from .losses import LossOptions, get_loss
+from .mining import mined_view
 from .pairs import dataset_view, warn_small_caption_pool
 
 log = logging.getLogger("cellst")
@@ -38,34 +42,51 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     spec = get_loss(cfg.loss)
     clock = _Clock()
 
-    # 1. Output folder: never replace what the user has, unless asked and it is a cellst run.
-    out = prepare_output(Path(cfg.output), cfg.overwrite, resume=bool(cfg.training.get("resume_from_checkpoint")))
-    _write_config(out, cfg)
+    # 1. Output folder: never replace what the user has, unless asked and it is a cellst run. Under torchrun or
+    #    accelerate launch only the main process writes the run folder; the others wait until it is ready.
+    distributed.start(cfg.training.get("ddp_backend"))
+    out = Path(cfg.output)
+    if distributed.is_main():
+        out = prepare_output(out, cfg.overwrite, resume=bool(cfg.training.get("resume_from_checkpoint")))
+        _write_config(out, cfg)
+    distributed.barrier()
 
     # 2. Data: read, check every image, refuse leakage; all before any model is loaded.
     columns = Columns(cfg.image_column, cfg.caption_column, cfg.label_column, cfg.descriptor_column)
     splits = load_splits({"train": cfg.train, "val": cfg.val, "test": cfg.test}, columns, cfg.image_root,
                          float_labels=spec.float_labels, allow_leakage=cfg.allow_leakage,
                          allow_outside_root=cfg.allow_outside_root)
-    options = LossOptions(cfg.symmetric, cfg.scale, cfg.margin, cfg.hard_negatives, cfg.mini_batch_size)
+    options = LossOptions(cfg.symmetric, cfg.scale, cfg.margin, cfg.hard_negatives, cfg.mini_batch_size,
+                          cfg.mask_known_positives)
     view = spec.view(options)
-    train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed)
+    known = None
+    if spec.masks_known_positives(options):
+        from .masked_mnrl import KnownPositives
+
+        known = KnownPositives([splits[s] for s in ("train", "val") if s in splits])
+    train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed, known)
     if spec.in_batch_negatives:
         warn_small_caption_pool(splits["train"], cfg.batch_size)
-    val_ds = dataset_view(splits["val"], view, out / ".cache", cfg.seed) if "val" in splits else None
+    val_ds = dataset_view(splits["val"], view, out / ".cache", cfg.seed, known) if "val" in splits else None
     clock.lap("data")
 
     # 3. Model and loss.
     from .model import load_model
 
     model = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    loss = spec.build(model, options)
+    trainable = choose_trainable(model, cfg)  # --freeze, --unfreeze-last, --lora
+    if cfg.mine_negatives:  # mined with the starting model, so after loading it
+        train_ds = mined_view(model, splits["train"], cfg.mine_negatives, out / ".cache", known, cfg.eval_batch_size)
+    if cfg.augment:
+        train_ds = augment_dataset(train_ds, augment_options(cfg), cfg.seed)
+    loss = spec.build(model, options, known)
     clock.lap("load model")
 
     # 4. Evaluator on val (each epoch) and the test figures before training.
     evaluator = SplitRecallEvaluator(splits["val"], "val", cfg.best_metric, cfg.eval_batch_size) if val_ds else None
     metrics = {"schema": "cellst.metrics/1", "model": cfg.model, "loss": cfg.loss, "before": [], "after": []}
-    if "test" in splits:
+    metrics.update(trainable=trainable, processes=distributed.world_size())
+    if "test" in splits and distributed.is_main():
         metrics["before"] = _test_records(model, splits["test"], cfg)
         print("Test split before training:\n" + format_table(metrics["before"], per_descriptor=False))
     clock.lap("evaluate before")
@@ -75,7 +96,9 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     trainer.train(resume_from_checkpoint=cfg.training.get("resume_from_checkpoint"))
     clock.lap("train")
 
-    # 6. Test figures after training (the best checkpoint when keep_best), save, publish.
+    # 6. Test figures after training (the best checkpoint when keep_best), save, publish: the main process's job.
+    if not distributed.is_main():
+        return {"output": out, "metrics": metrics, "seconds": clock.laps}
     if "test" in splits:
         metrics["after"] = _test_records(model, splits["test"], cfg)
         print("Test split after training:\n" + format_table(metrics["after"], per_descriptor=False))
@@ -83,6 +106,11 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     metrics["val_history"] = evaluator.history if evaluator else []
     metrics["seconds"] = clock.laps
     save_run(model, out, metrics, trainer.state.log_history, cfg)
+    from .report import write_report
+
+    # Before the push, so the report travels with the model.
+    write_report(out, model=model, class_column=cfg.class_column, template=cfg.zero_shot_template)
+    clock.lap("report")
     if cfg.push_to_hub:
         from .hub import push
 
@@ -132,6 +160,13 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
         report_to=[r.strip() for r in cfg.report_to.split(",")] if cfg.report_to != "none" else "none",
         dataloader_drop_last=False, dataloader_pin_memory=_has_gpu(),
     )
+    if cfg.augment and spec.in_batch_negatives:
+        args["batch_sampler"] = no_duplicates_without_augmentation  # hashes the images before augmentation
+    if distributed.world_size() > 1:
+        # The losses run the model once per column (images, then captions), and each pass uses one tower only. DDP's
+        # search for unused parameters would mark the other tower ready after each pass, twice in all, and fail.
+        args["ddp_find_unused_parameters"] = False
+        args["use_cpu"] = distributed.cpu_flag()  # no GPU: DDP over gloo rather than independent processes
     args.update({k: v for k, v in cfg.training.items() if k != "resume_from_checkpoint"})
     try:
         return SentenceTransformerTrainingArguments(**args)
@@ -146,7 +181,14 @@ def _trainer(cfg, spec, model, loss, train_ds, val_ds, evaluator, out: Path):
     args = training_arguments(cfg, spec, out, val_ds is not None, primary,
                               evaluator.greater_is_better if evaluator else True)
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                                      loss=loss, evaluator=evaluator)
+                                      loss=loss, evaluator=evaluator, callbacks=_callbacks(cfg))
+
+
+def _callbacks(cfg) -> list:
+    from transformers import EarlyStoppingCallback
+
+    # Watches the trainer's metric_for_best_model, which is cfg.best_metric on val (validate() requires val).
+    return [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
 
 
 def save_run(model, out: Path, metrics: dict, log_history: list, cfg: FinetuneConfig) -> None:

@@ -16,8 +16,8 @@ import warnings
 from ..errors import CellstError
 
 # Subcommand modules, in the order ``cellst --help`` lists them.
-COMMANDS = ["demo", "finetune", "evaluate", "push", "init_model", "demo_data", "prepare", "index", "search",
-            "classify"]
+COMMANDS = ["demo", "finetune", "evaluate", "report", "compare", "push", "init_model", "demo_data", "prepare",
+            "index", "search", "classify"]
 
 
 def build_parser() -> argparse.ArgumentParser:
