@@ -17,7 +17,7 @@ from ..errors import CellstError
 
 # Subcommand modules, in the order ``cellst --help`` lists them.
 COMMANDS = ["demo", "finetune", "evaluate", "report", "compare", "push", "init_model", "demo_data", "prepare",
-            "index", "search", "classify"]
+            "index", "search", "classify", "interpolate", "merge_lora"]
 
 
 def build_parser() -> argparse.ArgumentParser:
