@@ -36,6 +36,11 @@ TOWERS: dict[str, Tower] = {
 }
 
 
+# CLIP's own temperature (SigLIP adds a bias): cellst's losses apply their own scale, so these never get a gradient.
+# Marked frozen so the trainable count is honest and DDP does not wait for gradients that never come.
+UNUSED_BY_LOSSES = {"logit_scale", "logit_bias"}
+
+
 def transformers_model(model):
     """The ``transformers`` model inside a SentenceTransformer (``model[0].auto_model``)."""
     try:
@@ -66,6 +71,9 @@ def choose_trainable(model, cfg) -> str:
 
     With LoRA, a frozen tower gets no adapters at all (rather than adapters that are then frozen).
     """
+    unused = [p for n, p in transformers_model(model).named_parameters() if n in UNUSED_BY_LOSSES]
+    for parameter in unused:
+        parameter.requires_grad_(False)
     if cfg.lora:
         from .lora import add_lora
 

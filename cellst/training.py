@@ -163,9 +163,11 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
     if cfg.augment and spec.in_batch_negatives:
         args["batch_sampler"] = no_duplicates_without_augmentation  # hashes the images before augmentation
     if distributed.world_size() > 1:
-        # The losses run the model once per column (images, then captions), and each pass uses one tower only. DDP's
+        # The losses run the model once per column (images, then captions) and each pass uses one tower only: DDP's
         # search for unused parameters would mark the other tower ready after each pass, twice in all, and fail.
-        args["ddp_find_unused_parameters"] = False
+        # GradCache (mini batches) is the opposite: it synchronises on its last mini-batch, a caption one, so the
+        # search must be on for the image tower's gradients, accumulated without sync, to be reduced too.
+        args["ddp_find_unused_parameters"] = bool(cfg.mini_batch_size and spec.in_batch_negatives)
         args["use_cpu"] = distributed.cpu_flag()  # no GPU: DDP over gloo rather than independent processes
     args.update({k: v for k, v in cfg.training.items() if k != "resume_from_checkpoint"})
     try:
