@@ -121,14 +121,3 @@ def augment_dataset(dataset, options: AugmentOptions = AugmentOptions(), seed: i
     """``dataset`` with its images augmented as they load (a ``datasets.Dataset`` the trainer takes as is)."""
     return dataset.with_transform(ImageAugmenter(options, seed))
 
-
-def no_duplicates_without_augmentation(dataset, **kwargs):
-    """The trainer's NO_DUPLICATES_HASHED batch sampler, hashing the images before augmentation.
-
-    The sampler hashes every row's values once to keep duplicates out of a batch. Hashed after augmentation, the two
-    rows of one image would look like different images and could share a batch, where each would be the other's false
-    negative; so it hashes the dataset without the transform. (The trainer accepts a callable as ``batch_sampler``.)
-    """
-    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
-
-    return NoDuplicatesBatchSampler(dataset.with_format(None), precompute_hashes=True, **kwargs)

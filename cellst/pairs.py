@@ -116,3 +116,21 @@ def rgb_source(path: str, cache_dir: str | Path | None = None) -> str:
             to_rgb(im).save(tmp)
             tmp.replace(target)
         return str(target)
+
+
+def no_duplicates_by_path(dataset, **kwargs):
+    """The trainer's NO_DUPLICATES_HASHED batch sampler, comparing images by file path instead of decoded pixels.
+
+    The sampler hashes every row's values once to keep repeated captions and images out of a batch (each would be
+    the other's false negative). Hashing pixels decodes every image an extra time, a whole pass over a large dataset;
+    a path names the same image just as well. It also hashes the images without any augmentation transform: hashed
+    after augmentation, the two rows of one image would look like different images and could share a batch. (The
+    trainer accepts a callable as ``batch_sampler``.) Identical pixels stored under two paths count as two images.
+    """
+    import datasets
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    plain = dataset.with_format(None)
+    if "image" in plain.column_names:
+        plain = plain.cast_column("image", datasets.Image(decode=False))
+    return NoDuplicatesBatchSampler(plain, precompute_hashes=True, **kwargs)

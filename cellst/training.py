@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from . import distributed
-from .augment import augment_dataset, augment_options, no_duplicates_without_augmentation
+from .augment import augment_dataset, augment_options
 from .config import FinetuneConfig
 from .data import Columns, load_splits
 from .errors import CellstError
@@ -22,7 +22,7 @@ from .evaluation import SplitRecallEvaluator, encode_split, format_table, score_
 from .freeze import choose_trainable
 from .losses import LossOptions, get_loss
 from .mining import mined_view
-from .pairs import dataset_view, warn_small_caption_pool
+from .pairs import dataset_view, no_duplicates_by_path, warn_small_caption_pool
 
 log = logging.getLogger("cellst")
 RUN_MARKER = "cellst_config.yaml"  # a folder holding this file was written by cellst and may be overwritten on request
@@ -151,8 +151,8 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
         warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio of the optimiser steps
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed, **_precision(cfg.precision),
         # Template captions repeat; a duplicate caption in an MNRL batch would be a false negative. The hashed
-        # variant decodes each image once rather than every epoch.
-        batch_sampler=BatchSamplers.NO_DUPLICATES_HASHED if spec.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
+        # no-duplicates sampler compares rows once per run; cellst's variant hashes image paths, not pixels.
+        batch_sampler=no_duplicates_by_path if spec.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
         eval_strategy="epoch" if evaluate_epochs else "no", save_strategy="epoch", save_total_limit=2,
         load_best_model_at_end=bool(evaluate_epochs and cfg.keep_best and primary),
         metric_for_best_model=primary if evaluate_epochs else None, greater_is_better=higher,
@@ -160,8 +160,6 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
         report_to=[r.strip() for r in cfg.report_to.split(",")] if cfg.report_to != "none" else "none",
         dataloader_drop_last=False, dataloader_pin_memory=_has_gpu(),
     )
-    if cfg.augment and spec.in_batch_negatives:
-        args["batch_sampler"] = no_duplicates_without_augmentation  # hashes the images before augmentation
     if distributed.world_size() > 1:
         # The losses run the model once per column (images, then captions) and each pass uses one tower only: DDP's
         # search for unused parameters would mark the other tower ready after each pass, twice in all, and fail.

@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from cellst import finetune
-from cellst.augment import AugmentOptions, augment_dataset, augment_image, no_duplicates_without_augmentation
+from cellst.augment import AugmentOptions, augment_dataset, augment_image
 from cellst.data import read_split
 from cellst.errors import CellstError
 from cellst.mining import mine_negatives, mined_view
-from cellst.pairs import dataset_view
+from cellst.pairs import dataset_view, no_duplicates_by_path
 
 from conftest import draw
 
@@ -74,7 +74,7 @@ def test_augmented_dataset_is_lazy_deterministic_and_hashed_unaugmented(tiny_spl
     assert [np.asarray(im).tobytes() for im in rows] == [np.asarray(second[i]["image"]).tobytes() for i in range(4)]
     assert any(not np.array_equal(np.asarray(a), np.asarray(plain[i]["image"])) for i, a in enumerate(rows))
     # The sampler sees original pixels, so both rows of one image keep one hash and never share a batch.
-    sampler = no_duplicates_without_augmentation(first, batch_size=4, drop_last=False, valid_label_columns=["label"])
+    sampler = no_duplicates_by_path(first, batch_size=4, drop_last=False, valid_label_columns=["label"])
     for batch in sampler:
         images = [plain[i]["image"].tobytes() for i in batch]
         assert len(set(images)) == len(images)

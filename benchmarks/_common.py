@@ -1,0 +1,56 @@
+"""Shared pieces of the benchmarks: synthetic cell images, captions, splits on disk and a plain-text table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+COLOURS = ("red", "green", "blue", "purple", "pink", "pale")
+SHAPES = ("round", "oval", "irregular", "lobed")
+
+
+def cell_image(size: int, seed: int) -> Image.Image:
+    """A stained-looking disc (cell) with a darker nucleus on a noisy light background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(0.35, 0.65, 2) * size
+    r = size * rng.uniform(0.2, 0.35)
+    arr = rng.normal(225, 12, (size, size, 3))
+    cell = np.hypot(yy - cy, xx - cx) < r
+    nucleus = np.hypot(yy - cy, (xx - cx) * 1.3) < r * 0.5
+    arr[cell] = rng.uniform(120, 220, 3) + rng.normal(0, 10, (cell.sum(), 3))
+    arr[nucleus] = rng.uniform(40, 120, 3) + rng.normal(0, 10, (nucleus.sum(), 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def cell_images(n: int, size: int, seed: int = 0) -> list[Image.Image]:
+    return [cell_image(size, seed + i) for i in range(n)]
+
+
+def captions(n: int) -> list[str]:
+    return [f"The cell is {COLOURS[i % 6]} with a {SHAPES[i // 6 % 4]} nucleus, case {i}." for i in range(n)]
+
+
+def write_split(folder: Path, n_images: int, size: int, seed: int = 0) -> Path:
+    """PNG images and a thesis-format CSV: two distinct positive captions per image, one negative."""
+    import pandas as pd
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n_images):
+        rel = f"images/c{i:06d}.png"
+        cell_image(size, seed + i).save(folder / rel)
+        rows += [(rel, f"The cell is {COLOURS[i % 6]}, case {i}.", 1, "colour"),
+                 (rel, f"The nucleus is {SHAPES[i % 4]}, case {i}.", 1, "nucleus"),
+                 (rel, f"The cell is {COLOURS[(i + 1) % 6]}, case {i}.", 0, "colour")]
+    path = folder / "train_split.csv"
+    pd.DataFrame(rows, columns=["image_path", "caption", "similarity", "descriptor"]).to_csv(path, index=False)
+    return path
+
+
+def table(head: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])

@@ -1,0 +1,119 @@
+"""Encoding speed: cellst's encoding against a plain transformers loop on the same batches.
+
+cellst side: ``cellst.model.encode_images`` / ``encode_texts`` (sentence-transformers' model, cellst's pipelined image
+loop). Plain side: the model's own processor and ``get_image_features`` / ``get_text_features`` under
+``torch.inference_mode``, batch by batch. Both include preprocessing (resize, crop, normalise; tokenise) and
+L2-normalisation, start from decoded PIL images and use the same batch size. Models are built from cellst's presets
+with random weights (weights do not change speed): micro, small (96 px) and base (the ViT-B/32 shape).
+
+Each figure is the best of ``--repeats`` rounds, methods interleaved within a round, so a burst of load from another
+process on the machine hits both sides alike. Targets: ratio >= 0.95 on base, > 1 on small.
+
+    python benchmarks/encode_speed.py                      # a few minutes on 2 cores
+    python benchmarks/encode_speed.py --scale 4 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cell_images, captions, table  # noqa: E402
+
+# Images and texts per round for each preset at --scale 1: about ten seconds of work per method on 2 cores.
+SIZES = {"micro": (512, 2048), "small": (256, 1024), "base": (48, 192)}
+
+
+def plain_images(model, images: list, batch_size: int) -> np.ndarray:
+    processor, clip = model[0].processor, model[0].auto_model
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            features = clip.get_image_features(**processor(images=images[i:i + batch_size], return_tensors="pt"))
+            features = getattr(features, "pooler_output", features)
+            out.append(torch.nn.functional.normalize(features, dim=1))
+    return torch.cat(out).numpy()
+
+
+def plain_texts(model, texts: list, batch_size: int) -> np.ndarray:
+    processor, clip = model[0].processor, model[0].auto_model
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            inputs = processor(text=texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True)
+            features = clip.get_text_features(**inputs)
+            features = getattr(features, "pooler_output", features)
+            out.append(torch.nn.functional.normalize(features, dim=1))
+    return torch.cat(out).numpy()
+
+
+def best_rates(methods: dict, n: int, repeats: int) -> dict[str, float]:
+    """Items per second, best round of each method; rounds interleave the methods."""
+    for fn in methods.values():
+        fn()  # warm-up: first-call allocations and lazy imports
+    best = dict.fromkeys(methods, 0.0)
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = max(best[name], n / (time.perf_counter() - start))
+    return best
+
+
+def bench_preset(preset: str, folder: Path, args) -> list[list]:
+    from cellst.model import encode_images, encode_texts, load_model
+    from cellst.scratch import init_model
+
+    n_img, n_txt = (max(args.batch_size, int(v * args.scale)) for v in SIZES[preset])
+    path = folder / preset
+    if not path.exists():
+        init_model(path, preset, captions(200))
+    model = load_model(path)
+    images, texts = cell_images(n_img, args.image_size), captions(n_txt)
+    bs = args.batch_size
+    check = np.abs(encode_images(model, images[:2 * bs], bs) - plain_images(model, images[:2 * bs], bs)).max()
+    rows = []
+    for what, n, methods in (
+            ("images/s", n_img, {"cellst": lambda: encode_images(model, images, bs),
+                                 "plain": lambda: plain_images(model, images, bs)}),
+            ("texts/s", n_txt, {"cellst": lambda: encode_texts(model, texts, bs),
+                                "plain": lambda: plain_texts(model, texts, bs)})):
+        rate = best_rates(methods, n, args.repeats)
+        rows.append([preset, what, n, f"{rate['cellst']:,.0f}", f"{rate['plain']:,.0f}",
+                     f"{rate['cellst'] / rate['plain']:.2f}x"])
+    print(f"  {preset}: max |cellst - plain| image embedding difference {check:.1e}", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--presets", default="micro,small,base")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the number of images and texts")
+    p.add_argument("--image-size", type=int, default=256, help="side of the input images (microscopy crops)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--models", help="folder to keep the built models in (default: a temporary folder)")
+    args = p.parse_args(argv)
+    print(f"torch threads: {torch.get_num_threads()}, input images {args.image_size} px, batch {args.batch_size}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.models or tmp)
+        rows = [row for preset in args.presets.split(",") for row in bench_preset(preset.strip(), folder, args)]
+    print(table(["model", "what", "n", "cellst", "plain loop", "cellst / plain"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
