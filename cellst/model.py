@@ -55,7 +55,10 @@ def encode_images(model, images: Sequence, batch_size: int = 64, progress: bool 
     pixels with less overhead and prepares the next batch while the model embeds this one.
     """
     images = list(images)
-    if not images or getattr(model, "truncate_dim", None) is not None:
+    # The fast path needs a real SentenceTransformer (model[0] holds the processor); any other encoder, or a model whose
+    # encode was wrapped on the instance (instrumentation, caching), is called through its own encode.
+    plain = hasattr(model, "__getitem__") and "encode" not in vars(model)
+    if not images or not plain or getattr(model, "truncate_dim", None) is not None:
         return model.encode(images, batch_size=batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=progress)
     from .fast_images import encode_batches
