@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,43 @@ def table(head: list[str], rows: list[list]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths))  # noqa: E731
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy jiffies of the whole machine, jiffies of this process), or (0, 0) where /proc is missing."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(fields) - fields[3] - fields[4], int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+def timed(fn) -> tuple[float, float]:
+    """(seconds fn took, CPU cores that other processes used meanwhile). Other tenants of a small machine distort
+    timings far more than any difference under test, so callers discard disturbed rounds."""
+    busy0, own0 = _cpu_jiffies()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    busy1, own1 = _cpu_jiffies()
+    others = max(0, (busy1 - busy0) - (own1 - own0)) / os.sysconf("SC_CLK_TCK")
+    return seconds, others / seconds
+
+
+def best_rates(methods: dict, n: int, repeats: int, max_rounds: int = 0, quiet: float = 0.15) -> dict[str, dict]:
+    """Items per second of each method: the best of ``repeats`` undisturbed rounds (others used < ``quiet`` cores),
+    rounds interleaving the methods; gives up after ``max_rounds`` (default 4x repeats) and then keeps every round."""
+    for fn in methods.values():
+        fn()  # warm-up: first-call allocations and lazy imports
+    kept = {name: [] for name in methods}
+    every = {name: [] for name in methods}
+    for _ in range(max_rounds or 4 * repeats):
+        for name, fn in methods.items():
+            seconds, others = timed(fn)
+            every[name].append(n / seconds)
+            if others < quiet:
+                kept[name].append(n / seconds)
+        if min(len(v) for v in kept.values()) >= repeats:
+            break
+    return {name: {"rate": max(kept[name] or every[name]), "quiet_rounds": len(kept[name])} for name in methods}
