@@ -80,19 +80,21 @@ def timed(fn) -> tuple[float, float]:
     return seconds, others / seconds
 
 
-def best_rates(methods: dict, n: int, repeats: int, max_rounds: int = 0, quiet: float = 0.15) -> dict[str, dict]:
-    """Items per second of each method: the best of ``repeats`` undisturbed rounds (others used < ``quiet`` cores),
-    rounds interleaving the methods; gives up after ``max_rounds`` (default 4x repeats) and then keeps every round."""
+def compare(methods: dict, n: int, rounds: int, quiet: float = 0.15) -> dict:
+    """Time each method once per round, interleaved; keep the rounds in which other processes used under ``quiet``
+    cores. Returns each method's best items/s and, per method, the median over kept rounds of
+    ``time(first method) / time(method)``: a paired ratio, robust to the machine's speed drifting between rounds.
+    With no quiet round at all, every round is kept (and ``quiet_rounds`` says 0)."""
     for fn in methods.values():
         fn()  # warm-up: first-call allocations and lazy imports
-    kept = {name: [] for name in methods}
-    every = {name: [] for name in methods}
-    for _ in range(max_rounds or 4 * repeats):
-        for name, fn in methods.items():
-            seconds, others = timed(fn)
-            every[name].append(n / seconds)
-            if others < quiet:
-                kept[name].append(n / seconds)
-        if min(len(v) for v in kept.values()) >= repeats:
-            break
-    return {name: {"rate": max(kept[name] or every[name]), "quiet_rounds": len(kept[name])} for name in methods}
+    every, kept = [], []
+    for _ in range(rounds):
+        times = {name: timed(fn) for name, fn in methods.items()}
+        every.append({name: t for name, (t, _) in times.items()})
+        if max(others for _, others in times.values()) < quiet:
+            kept.append(every[-1])
+    use = kept or every
+    first = next(iter(methods))
+    return {name: {"rate": n / min(r[name] for r in use),
+                   "ratio": float(np.median([r[first] / r[name] for r in use])),
+                   "quiet_rounds": len(kept)} for name in methods}

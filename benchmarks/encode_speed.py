@@ -6,12 +6,12 @@ loop). Plain side: the model's own processor and ``get_image_features`` / ``get_
 L2-normalisation, start from decoded PIL images and use the same batch size. Models are built from cellst's presets
 with random weights (weights do not change speed): micro, small (96 px) and base (the ViT-B/32 shape).
 
-Each figure is the best of ``--repeats`` rounds in which other processes used the CPU for less than 0.15 of a core
-(read from /proc), methods interleaved within a round; on a shared machine, other tenants distort timings far more
-than the differences measured here. Targets: ratio >= 0.95 on base, > 1 on small.
+Both sides run once per round, in turn; the ratio is the median over rounds of the paired speed ratio, counting only
+rounds in which other processes used less than 0.15 of a core (read from /proc): on a shared machine, other tenants
+and the machine's drifting speed distort single timings far more than the differences measured here. Targets: ratio >= 0.95 on base, > 1 on small.
 
     python benchmarks/encode_speed.py                      # a few minutes on 2 cores
-    python benchmarks/encode_speed.py --scale 4 --repeats 5
+    python benchmarks/encode_speed.py --scale 4 --rounds 20
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_rates, captions, cell_images, table  # noqa: E402
+from _common import captions, cell_images, compare, table  # noqa: E402
 
-# Images and texts per round for each preset at --scale 1: about ten seconds of work per method on 2 cores.
-SIZES = {"micro": (512, 2048), "small": (256, 1024), "base": (48, 192)}
+# Images and texts per round for each preset at --scale 1: a fraction of a second (micro, small) to a few seconds
+# (base) per method on 2 cores, so that many short paired rounds fit in a few minutes.
+SIZES = {"micro": (256, 1024), "small": (128, 512), "base": (32, 128)}
 
 
 def plain_images(model, images: list, batch_size: int) -> np.ndarray:
@@ -73,14 +74,13 @@ def bench_preset(preset: str, folder: Path, args) -> list[list]:
     check = np.abs(encode_images(model, images[:2 * bs], bs) - plain_images(model, images[:2 * bs], bs)).max()
     rows = []
     for what, n, methods in (
-            ("images/s", n_img, {"cellst": lambda: encode_images(model, images, bs),
-                                 "plain": lambda: plain_images(model, images, bs)}),
-            ("texts/s", n_txt, {"cellst": lambda: encode_texts(model, texts, bs),
-                                "plain": lambda: plain_texts(model, texts, bs)})):
-        rate = best_rates(methods, n, args.repeats)
-        quiet = min(r["quiet_rounds"] for r in rate.values())
-        rows.append([preset, what, n, f"{rate['cellst']['rate']:,.0f}", f"{rate['plain']['rate']:,.0f}",
-                     f"{rate['cellst']['rate'] / rate['plain']['rate']:.2f}x", quiet])
+            ("images/s", n_img, {"plain": lambda: plain_images(model, images, bs),
+                                 "cellst": lambda: encode_images(model, images, bs)}),
+            ("texts/s", n_txt, {"plain": lambda: plain_texts(model, texts, bs),
+                                "cellst": lambda: encode_texts(model, texts, bs)})):
+        r = compare(methods, n, args.rounds)
+        rows.append([preset, what, n, f"{r['cellst']['rate']:,.0f}", f"{r['plain']['rate']:,.0f}",
+                     f"{r['cellst']['ratio']:.2f}x", f"{r['cellst']['quiet_rounds']}/{args.rounds}"])
     print(f"  {preset}: max |cellst - plain| image embedding difference {check:.1e}", flush=True)
     return rows
 
@@ -91,16 +91,17 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="multiply the number of images and texts")
     p.add_argument("--image-size", type=int, default=256, help="side of the input images (microscopy crops)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=8, help="timed rounds per method (short ones: noise averages out)")
     p.add_argument("--models", help="folder to keep the built models in (default: a temporary folder)")
     args = p.parse_args(argv)
     print(f"torch threads: {torch.get_num_threads()}, input images {args.image_size} px, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.models or tmp)
         rows = [row for preset in args.presets.split(",") for row in bench_preset(preset.strip(), folder, args)]
-    print(table(["model", "what", "n", "cellst", "plain loop", "cellst / plain", "quiet rounds"], rows))
-    print("quiet rounds: rounds in which other processes used under 0.15 of a core (0: the machine was busy, the "
-          "figures are the best of all rounds and unreliable)")
+    print(table(["model", "what", "n", "cellst best", "plain best", "cellst / plain", "quiet rounds"], rows))
+    print("best: items/s in the fastest round. cellst / plain: median over rounds of the paired speed ratio. quiet "
+          "rounds: rounds in which other processes used under 0.15 of a core (with none, all rounds are used and the "
+          "figures are unreliable).")
     return 0
 
 

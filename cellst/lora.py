@@ -105,7 +105,8 @@ def _load_base(run_dir: Path):
         return load_model(base)
     except CellstError as exc:
         raise CellstError(f"The adapter in {run_dir} was trained on '{base}', which cannot be loaded now: {exc} "
-                          "Restore that model folder (or fix base_model_name_or_path in adapter_config.json).") from None
+                          "Restore that model folder (or fix base_model_name_or_path in adapter_config.json).") \
+            from None
 
 
 def _carry_metrics(run_dir: Path, out: Path) -> None:

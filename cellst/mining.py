@@ -3,15 +3,16 @@
 What it is for: MNRL learns most from negatives the model still confuses. For every training image, the captions of the
 training split that the starting model ranks highest, excluding the captions the split marks true of that image, become
 that image's hard negatives. Each (image, caption) pair yields one row per mined negative, the ``triplet`` format of
-sentence-transformers' ``mine_hard_negatives``, so the rows fit MNRL (and cellst's masked MNRL) like ``--hard-negatives``.
+sentence-transformers' ``mine_hard_negatives``, so the rows fit MNRL (and cellst's masked MNRL) as ``--hard-negatives``
+rows do.
 What it is not: a relevance judgement. A caption the split does not mention for an image may still be true of it
 (an unannotated descriptor); mined negatives are only as good as the annotation.
 
 Why not ``sentence_transformers.util.mine_hard_negatives``: it groups the anchors by value (``to_pandas().groupby``) to
-find each anchor's positives, and a ``datasets.Image`` column reaches pandas as ``{"bytes", "path"}`` dicts, which cannot
-be grouped (``TypeError: unhashable type: 'dict'``, checked with sentence-transformers 6.2). Passing image paths as
-plain strings instead would work only while sentence-transformers recognises every path as an image file; a path it
-does not recognise is silently embedded as text. cellst's own encoder (:func:`cellst.evaluation.encode_split`) embeds
+find each anchor's positives, and a ``datasets.Image`` column reaches pandas as ``{"bytes", "path"}`` dicts, which
+cannot be grouped (``TypeError: unhashable type: 'dict'``, checked with sentence-transformers 6.2). Passing image paths
+as plain strings instead would work only while sentence-transformers recognises every path as an image file; a path
+it does not recognise is silently embedded as text. cellst's own encoder (:func:`cellst.evaluation.encode_split`) embeds
 each distinct image and caption once, and a cosine matrix over the caption pool is all that mining needs.
 """
 
