@@ -91,6 +91,46 @@ def _resize_crop(image, shortest_edge: int, crop: tuple[int, int], resample: int
     return resized[top:top + crop[0], left:left + crop[1]]
 
 
+class CollatorPreprocess:
+    """``model.preprocess`` for the trainer's data collator, taking the fast path for columns of plain RGB images.
+
+    The collator preprocesses each column of a training batch on the main process between optimiser steps, so the
+    processor's single-threaded resize sits on the critical path of training just as it does in encoding. Text
+    columns, prompts, tasks and images the fast path does not handle go to ``model.preprocess`` unchanged.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._fast, self._pool = None, None
+
+    def __call__(self, inputs, prompt=None, task=None, **kwargs):
+        if prompt is None and task is None and not kwargs and _all_rgb(inputs):
+            fast = self._fast_for(inputs[0])
+            if fast is not self.model.preprocess:
+                return fast(inputs)
+        return self.model.preprocess(inputs, prompt=prompt, task=task, **kwargs)
+
+    def _fast_for(self, probe):
+        if self._fast is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            import torch
+
+            workers = torch.get_num_threads()
+            self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+            self._fast = batch_preprocessor(self.model, probe, self._pool)
+        return self._fast
+
+    def __getstate__(self):  # data-loader workers get a copy: thread pools do not pickle, each builds its own
+        return {"model": self.model, "_fast": None, "_pool": None}
+
+
+def _all_rgb(inputs) -> bool:
+    from PIL import Image
+
+    return bool(inputs) and all(isinstance(x, Image.Image) and x.mode == "RGB" for x in inputs)
+
+
 def encode_batches(model, images: list, batch_size: int, progress: bool = False) -> np.ndarray:
     """``model.encode(images, normalize_embeddings=True)``'s loop (preprocess, forward, normalise) with
     :func:`batch_preprocessor` resizing on as many threads as torch uses.

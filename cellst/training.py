@@ -181,7 +181,18 @@ def _trainer(cfg, spec, model, loss, train_ds, val_ds, evaluator, out: Path):
     args = training_arguments(cfg, spec, out, val_ds is not None, primary,
                               evaluator.greater_is_better if evaluator else True)
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                                      loss=loss, evaluator=evaluator, callbacks=_callbacks(cfg))
+                                      loss=loss, evaluator=evaluator, callbacks=_callbacks(cfg),
+                                      data_collator=_collator(model, args))
+
+
+def _collator(model, args):
+    """The trainer's own collator, with cellst's faster image preprocessing (identical pixels, see fast_images)."""
+    from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
+
+    from .fast_images import CollatorPreprocess
+
+    return SentenceTransformerDataCollator(preprocess_fn=CollatorPreprocess(model), router_mapping=args.router_mapping,
+                                           prompts=args.prompts)
 
 
 def _callbacks(cfg) -> list:

@@ -34,3 +34,16 @@ def test_encode_images_equals_model_encode(tiny_model):
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     np.testing.assert_allclose(encode_images(tiny_model, images[:3], batch_size=4), theirs[:3], atol=1e-5)
+
+
+def test_training_collator_preprocessing_matches_the_model(tiny_model):
+    import pickle
+
+    from cellst.fast_images import CollatorPreprocess
+
+    collate = CollatorPreprocess(tiny_model)
+    images, texts = images_of_many_shapes()[:18], ["The cell is red.", "The nucleus is round."]
+    ours, theirs = collate(images, prompt=None, task=None), tiny_model.preprocess(images)
+    np.testing.assert_array_equal(np.asarray(ours["pixel_values"]), np.asarray(theirs["pixel_values"]))
+    assert collate(texts, prompt=None, task=None).keys() == tiny_model.preprocess(texts).keys()
+    assert pickle.loads(pickle.dumps(collate))(images[:2])["pixel_values"].shape[0] == 2  # data-loader workers
