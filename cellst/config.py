@@ -35,6 +35,8 @@ class FinetuneConfig:
     caption_column: str = _f("caption", "CSV column with captions")
     label_column: str = _f("similarity", "CSV column with 1 (caption describes the image) / 0 labels")
     descriptor_column: str = _f("descriptor", "CSV column naming the descriptor a caption is about")
+    value_column: str = _f("value", "CSV column with the descriptor value a caption states (optional; makes other "
+                                    "phrasings of an image's values count as true of it)")
     class_column: str | None = _f(None, "CSV column with the cell type, for zero-shot accuracy in the report "
                                         "(default: 'class' or 'cell_type' when present)")
     zero_shot_template: str = _f("a microscopy image of a {class} cell.",

@@ -1,13 +1,14 @@
 """Reading and checking thesis-format CSV splits.
 
 A split is a CSV with one row per (image, caption) pair: ``image_path``, ``caption``, ``similarity`` (1 = the caption
-describes the image, 0 = it does not) and optionally ``descriptor`` (which morphology feature the caption is about).
-Column names are configurable with :class:`Columns`.
+describes the image, 0 = it does not), optionally ``descriptor`` (which morphology feature the caption is about) and
+``value`` (the descriptor value the caption states, e.g. ``large``; ``cellst prepare`` writes it). Column names are
+configurable with :class:`Columns`.
 
 This module owns the first stage of the data's way: it turns CSV files into checked pandas frames with absolute image
-paths and canonical column names (``image``, ``caption``, ``label``, ``descriptor``, ``row``). It reports every problem it
-can find at once, with file, row and column, before any model is loaded. Building training datasets from the frames is
-:mod:`cellst.pairs`' job.
+paths and canonical column names (``image``, ``caption``, ``label``, ``descriptor``, ``value``, ``row``), and says which
+captions are known true of which images (:func:`known_true`). It reports every problem it can find at once, with file,
+row and column, before any model is loaded. Building training datasets from the frames is :mod:`cellst.pairs`' job.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import CellstError, where
@@ -34,6 +36,7 @@ class Columns:
     caption: str = "caption"
     label: str = "similarity"
     descriptor: str | None = "descriptor"
+    value: str | None = "value"  # optional: the descriptor value a caption states (see known_true)
     klass: str | None = None  # optional cell-type column, used for zero-shot classification
 
 
@@ -60,6 +63,8 @@ def read_split(path: str | Path, columns: Columns = Columns(), image_root: str |
         if empty:
             warnings.warn(f"{path}: {len(empty)} rows have an empty '{columns.descriptor}' (rows {_rows(empty)}); "
                           "they count for non-specific recall but are left out of specific recall.", stacklevel=2)
+    if columns.value and columns.value in frame and "descriptor" in out:
+        out["value"] = frame[columns.value].astype("string").str.strip().fillna("")
     if columns.klass and columns.klass in frame:
         out["class"] = frame[columns.klass].astype("string").fillna("")
     _warn_duplicates(out, path)
@@ -193,6 +198,40 @@ def _warn_duplicates(frame: pd.DataFrame, path: Path) -> None:
         image, caption = clash[clash > 1].index[0]
         raise CellstError(f"{path}: the caption '{caption}' is labelled both 1 and 0 for {image}. "
                           "A caption either describes an image or not; fix one of the rows.")
+
+
+def known_true(frame: pd.DataFrame, images: list[str], captions: list[str]) -> np.ndarray:
+    """``[i, j]`` is True when the split says ``captions[j]`` is true of ``images[i]``.
+
+    A caption is true of an image when the split has that (image, caption) as a positive, or, where the split has
+    ``descriptor`` and ``value`` columns, when the image has a positive of the same descriptor value in other words:
+    "Cell type: blast." and "This white blood cell is a blast." say one thing, so an image captioned with either
+    makes both true. Without those columns (or for a text stated with two different values) only the text counts.
+    """
+    meaning = _meanings(frame)
+    key_of = meaning.groupby(frame["caption"]).agg(lambda keys: keys.iloc[0] if keys.nunique() == 1 else None)
+    key_of = key_of.where(key_of.notna(), "text:" + key_of.index.to_series())
+    positive = frame["label"] == 1
+    pos_keys = frame.loc[positive, "caption"].map(key_of)
+    key_ids = {k: n for n, k in enumerate(dict.fromkeys(key_of))}
+    image_ids = {p: n for n, p in enumerate(images)}
+    by_image = np.zeros((len(images), len(key_ids)), bool)
+    for image, key in zip(frame.loc[positive, "image"], pos_keys):
+        if image in image_ids:
+            by_image[image_ids[image], key_ids[key]] = True
+    columns = np.array([key_ids.get(key_of.get(c), -1) for c in captions], dtype=int)
+    out = by_image[:, np.maximum(columns, 0)]
+    out[:, columns < 0] = False  # a caption the split never mentions is known true of nothing
+    return out
+
+
+def _meanings(frame: pd.DataFrame) -> pd.Series:
+    """What each row's caption states: ``descriptor=value`` where both are given, else the caption's own text."""
+    text = "text:" + frame["caption"]
+    if "value" not in frame or "descriptor" not in frame:
+        return text
+    value, descriptor = frame["value"].fillna(""), frame["descriptor"].fillna("")  # frames of several splits
+    return text.where((value == "") | (descriptor == ""), descriptor + "=" + value)
 
 
 def _rows(rows: list[int]) -> str:

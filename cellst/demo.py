@@ -16,7 +16,11 @@ from .errors import CellstError
 
 # The demo's captions name the type this way (cellst.synth.TEMPLATES["cell_type"]); zero-shot asks the same question.
 ZERO_SHOT_TEMPLATE = "This white blood cell is a {class}."
-HEADLINE = ("text_to_image", "caption", "non-specific", "accuracy@5")
+# The caption-level task: every distinct caption of the test split queries all its images; an image counts when the split
+# says the caption is true of it, in any phrasing (the `caption` rule). accuracy@1 is the headline: at @5 even an
+# untrained model scores about 0.65, since "Nucleoli are absent." is true of most cells.
+HEADLINE = ("text_to_image", "caption", "non-specific", "accuracy@1")
+CAPTION_KS = ("accuracy@1", "accuracy@5")
 
 
 def _f(default, help: str):
@@ -33,7 +37,7 @@ class DemoConfig:
     images: int = _f(900, "synthetic images to draw")
     size: int = _f(96, "image size in pixels")
     seed: int = _f(0, "seed for the data, the model and training")
-    epochs: float = _f(10.0, "training epochs")
+    epochs: float = _f(4.0, "training epochs")
     batch_size: int = _f(32, "batch size")
     learning_rate: float | None = _f(None, "default 5e-4 from scratch, 1e-5 for a pretrained --model")
     overwrite: bool = _f(False, "replace an earlier demo in --output")
@@ -91,13 +95,14 @@ def demo(config: DemoConfig | None = None, **kwargs) -> dict:
 
 
 def headline_figures(metrics: dict) -> dict:
-    """Zero-shot cell-type accuracy and caption-level text->image accuracy@5, before and after, with chance."""
-    direction, rule, scope, metric = HEADLINE
+    """Zero-shot cell-type accuracy and caption-level text->image accuracy@1 and @5, before and after, with chance."""
+    direction, rule, scope, _ = HEADLINE
     out = {}
     for stage in ("before", "after"):
         [record] = [r for r in metrics[stage] if (r["direction"], r["rule"], r["scope"]) == (direction, rule, scope)]
-        out[f"caption_accuracy@5_{stage}"] = record["metrics"][metric]
-        out["caption_accuracy@5_chance"] = record["chance"][metric]
+        for metric in CAPTION_KS:
+            out[f"caption_{metric}_{stage}"] = record["metrics"][metric]
+            out[f"caption_{metric}_chance"] = record["chance"][metric]
         shot = (metrics.get("zero_shot") or {}).get(stage)
         if shot:
             out[f"zero_shot_{stage}"] = shot["accuracy"]
@@ -117,8 +122,10 @@ def format_summary(out: Path, run: Path, seconds: dict, f: dict) -> str:
     if "zero_shot_after" in f:
         lines.append(f"  {'cell-type zero-shot accuracy':<46} {f['zero_shot_before']:>8.3f} {f['zero_shot_after']:>8.3f}"
                      f" {f['zero_shot_chance']:>8.3f}")
-    lines.append(f"  {'caption-level text->image accuracy@5':<46} {f['caption_accuracy@5_before']:>8.3f} "
-                 f"{f['caption_accuracy@5_after']:>8.3f} {f['caption_accuracy@5_chance']:>8.3f}")
+    for metric in CAPTION_KS:
+        name = f"caption_{metric}"
+        lines.append(f"  {'caption-level text->image ' + metric:<46} {f[name + '_before']:>8.3f} "
+                     f"{f[name + '_after']:>8.3f} {f[name + '_chance']:>8.3f}")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ Why: morphology captions are shared. "The cell is large." is true of a third of 
 most; in a batch of 32, plain MultipleNegativesRankingLoss tells each image that the true captions of its neighbours are
 wrong for it, so the loss stays near log(batch) and the model learns little (measured on the demo cells: training loss
 3.0 against 3.47 at random, zero-shot typing below 0.8). The split CSV already says which captions describe which
-images, so cellst masks exactly those pairs. Same-caption duplicates are kept out by the no-duplicates sampler as before.
+images, so cellst masks exactly those pairs, and, where the split states descriptor values, the other phrasings of a
+true value too ("Cell type: blast." is as true of a blast as "This white blood cell is a blast."). Same-caption
+duplicates are kept out by the no-duplicates sampler as before.
 
 Each training row carries a ``label`` that is its row id in a :class:`KnownPositives` table; the loss looks the row up to
 find the image and caption ids of the batch. Labels are excluded from the sampler's duplicate check.
@@ -16,18 +18,18 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .data import known_true
+
 
 class KnownPositives:
     """Which captions are positives of which images, over the training (and validation) frames."""
 
     def __init__(self, frames: list[pd.DataFrame]):
         rows = pd.concat(frames, ignore_index=True)
-        self.image_ids = {p: i for i, p in enumerate(dict.fromkeys(rows["image"]))}
-        self.caption_ids = {c: i for i, c in enumerate(dict.fromkeys(rows["caption"]))}
-        positives = rows[rows["label"] == 1]
-        self.matrix = torch.zeros(len(self.image_ids), len(self.caption_ids), dtype=torch.bool)
-        self.matrix[[self.image_ids[p] for p in positives["image"]],
-                    [self.caption_ids[c] for c in positives["caption"]]] = True
+        images, captions = list(dict.fromkeys(rows["image"])), list(dict.fromkeys(rows["caption"]))
+        self.image_ids = {p: i for i, p in enumerate(images)}
+        self.caption_ids = {c: i for i, c in enumerate(captions)}
+        self.matrix = torch.from_numpy(known_true(rows, images, captions))
         self._rows: list[tuple[int, int, int]] = []  # (image, caption, negative caption or -1)
         self._table: torch.Tensor | None = None
 

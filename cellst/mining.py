@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import known_true
 from .errors import CellstError
 
 log = logging.getLogger("cellst")
@@ -32,15 +33,16 @@ log = logging.getLogger("cellst")
 
 def mine_negatives(model, frame: pd.DataFrame, k: int, batch_size: int = 64) -> pd.DataFrame:
     """Rows ``(image, caption, negative, score)``: for each positive pair, the image's ``k`` highest-scoring captions
-    of the split that are not positives of that image (fewer when the pool is smaller), hardest first."""
+    of the split that are not known true of that image (:func:`cellst.data.known_true`; fewer when the pool is
+    smaller), hardest first."""
     from .evaluation import encode_split
 
     img_vecs, txt_vecs = encode_split(model, frame, batch_size)
     images, captions = list(img_vecs), list(txt_vecs)
     scores = np.stack([img_vecs[i] for i in images]) @ np.stack([txt_vecs[c] for c in captions]).T
     positives = frame[frame["label"] == 1]
-    row_of, col_of = {p: i for i, p in enumerate(images)}, {c: j for j, c in enumerate(captions)}
-    scores[[row_of[p] for p in positives["image"]], [col_of[c] for c in positives["caption"]]] = -np.inf
+    row_of = {p: i for i, p in enumerate(images)}
+    scores[known_true(frame, images, captions)] = -np.inf  # other phrasings of a true value are no negatives either
     hardest = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     rows = []
     for image, caption in zip(positives["image"], positives["caption"]):

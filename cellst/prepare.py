@@ -75,7 +75,7 @@ def prepare(attributes, templates, out_dir, *, image_column: str = "image_path",
                         overwrite=overwrite, info=info)
 
 
-def caption_rows(own: dict, pool: dict, templates: dict, negatives: int, rng) -> list[tuple[str, int, str]]:
+def caption_rows(own: dict, pool: dict, templates: dict, negatives: int, rng) -> list[tuple[str, int, str, str]]:
     """Positive rows for an image's annotated descriptors, then up to ``negatives`` rows that each swap one value.
 
     ``own`` maps the image's annotated descriptors to values; ``pool`` maps each descriptor to every value it takes
@@ -83,7 +83,7 @@ def caption_rows(own: dict, pool: dict, templates: dict, negatives: int, rng) ->
     the same (descriptor, value) is not used twice for one image, and a negative never reads like a true caption
     (templates shared between descriptors could make it so).
     """
-    rows = [(render(_pick(templates[d], rng), d, v), 1, d) for d, v in own.items()]
+    rows = [(render(_pick(templates[d], rng), d, v), 1, d, v) for d, v in own.items()]
     true = {render(t, d, v) for d, v in own.items() for t in templates[d]}
     unused = {d: [w for w in pool[d] if w != v] for d, v in own.items()}
     while len(rows) < len(own) + negatives:
@@ -94,7 +94,7 @@ def caption_rows(own: dict, pool: dict, templates: dict, negatives: int, rng) ->
         wrong = unused[d].pop(int(rng.integers(len(unused[d]))))
         captions = [c for c in (render(t, d, wrong) for t in templates[d]) if c not in true]
         if captions:
-            rows.append((_pick(captions, rng), 0, d))
+            rows.append((_pick(captions, rng), 0, d, wrong))
     return rows
 
 

@@ -36,8 +36,9 @@ def from_captions_json(path, image_root, out_dir, *, negatives_per_image: int = 
     rng = np.random.default_rng(seed)
     images = []
     for name, own in captions.items():
-        rows = [(c, 1, "caption") for c in own]
-        rows += [(c, 0, "caption") for c in _others(pool, set(own), negatives_per_image, rng)]
+        # No value: each caption is its own statement, true only of the images it was written for.
+        rows = [(c, 1, "caption", "") for c in own]
+        rows += [(c, 0, "caption", "") for c in _others(pool, set(own), negatives_per_image, rng)]
         images.append(ImageRows(root / name, None, rows))
     info = {"source": str(path), "descriptors": ["caption"], "negatives_per_image": negatives_per_image}
     return write_splits(images, out_dir, ratios=ratios, seed=seed, overwrite=overwrite, info=info)
@@ -93,21 +94,21 @@ def _check_described(files: dict, texts: dict, source: str, root: Path) -> None:
                       "only as negatives.", stacklevel=3)
 
 
-def _class_rows(cls: str, texts: dict, negatives: int, rng) -> list[tuple[str, int, str]]:
+def _class_rows(cls: str, texts: dict, negatives: int, rng) -> list[tuple[str, int, str, str]]:
     """All of the class's descriptions as positives; negatives drawn class first, then description, no repeats.
 
     A description the own class shares is never a negative: it would be a caption labelled both 1 and 0.
     """
-    rows = [(t, 1, "class") for t in texts[cls]]
+    rows = [(t, 1, "class", cls) for t in texts[cls]]  # every description of a class is true of all its images
     unused = {c: [t for t in texts[c] if t not in texts[cls]] for c in sorted(texts) if c != cls}
     while len(rows) < len(texts[cls]) + negatives:
         choices = [c for c in unused if unused[c]]
         if not choices:
             break
-        other = unused[choices[int(rng.integers(len(choices)))]]
-        text = other.pop(int(rng.integers(len(other))))
-        if all(text != t for t, _, _ in rows):  # two other classes may share a description
-            rows.append((text, 0, "class"))
+        other = choices[int(rng.integers(len(choices)))]
+        text = unused[other].pop(int(rng.integers(len(unused[other]))))
+        if all(text != row[0] for row in rows):  # two other classes may share a description
+            rows.append((text, 0, "class", other))
     return rows
 
 

@@ -17,16 +17,16 @@ import numpy as np
 from .errors import CellstError
 
 SPLITS = ("train", "val", "test")
-COLUMNS = ["image_path", "caption", "similarity", "descriptor"]
+COLUMNS = ["image_path", "caption", "similarity", "descriptor", "value"]
 
 
 @dataclass
 class ImageRows:
-    """One image and the rows prepare writes for it: (caption, similarity 1 or 0, descriptor)."""
+    """One image and the rows prepare writes for it: (caption, similarity 1 or 0, descriptor, value stated or "")."""
 
     path: Path
     label: str | None = None
-    rows: list[tuple[str, int, str]] = field(default_factory=list)
+    rows: list[tuple[str, int, str, str]] = field(default_factory=list)
 
 
 def read_mapping(source, what: str) -> dict:
@@ -143,12 +143,12 @@ def _rows(images: list[ImageRows], out_dir: Path, class_column: str | None) -> l
     for im in images:
         rel = relative_path(im.path, out_dir)
         extra = (im.label,) if class_column else ()
-        rows += [(rel, caption, sim, descriptor, *extra) for caption, sim, descriptor in im.rows]
+        rows += [(rel, *row, *extra) for row in im.rows]
     return rows
 
 
 def _counts(images: list[ImageRows]) -> dict:
-    positives = sum(sim == 1 for im in images for _, sim, _ in im.rows)
+    positives = sum(row[1] == 1 for im in images for row in im.rows)
     rows = sum(len(im.rows) for im in images)
     return {"images": len(images), "rows": rows, "positives": positives, "negatives": rows - positives}
 

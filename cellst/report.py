@@ -107,7 +107,7 @@ def _columns(config: dict, class_column: str | None, csv_path) -> Columns:
         class_column = next((c for c in CLASS_COLUMNS if c in header), None)
     return Columns(config.get("image_column", "image_path"), config.get("caption_column", "caption"),
                    config.get("label_column", "similarity"), config.get("descriptor_column", "descriptor"),
-                   klass=class_column)
+                   config.get("value_column", "value"), klass=class_column)
 
 
 def _find(path, run: Path) -> Path | None:

@@ -11,7 +11,9 @@ Scopes:
                               it. ``specific`` is the query-weighted mean over descriptors.
 Relevance rules (:data:`RULES`):
     ``pair``     only the row's own partner is relevant (as the thesis counted);
-    ``caption``  one query per distinct text (or image); every positive partner in the scope is relevant.
+    ``caption``  one query per distinct text (or image); every partner in the scope that the split says the caption is
+                 true of is relevant: its own positives and, where the split states descriptor values, every image
+                 with the same value in other words (:func:`cellst.data.known_true`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from math import comb
 
 import numpy as np
 import pandas as pd
+
+from .data import known_true
 
 DIRECTIONS = {"text_to_image": ("caption", "image"), "image_to_text": ("image", "caption")}  # (query, candidate)
 RULES = ("pair", "caption")
@@ -56,8 +60,11 @@ def _task(rows: pd.DataFrame, direction: str, rule: str, scope: str) -> Task:
         queries = positives[q_side].tolist()
         relevant = [{index[c]} for c in positives[c_side]]
     else:
-        groups = positives.groupby(q_side, sort=False)[c_side].agg(lambda s: {index[c] for c in s})
-        queries, relevant = groups.index.tolist(), groups.tolist()
+        queries = list(dict.fromkeys(positives[q_side]))
+        images, captions = (candidates, queries) if q_side == "caption" else (queries, candidates)
+        true = known_true(rows, images, captions)
+        true = true.T if q_side == "caption" else true  # one row per query
+        relevant = [set(np.flatnonzero(row).tolist()) for row in true]
     return Task(direction, rule, scope, queries, candidates, relevant)
 
 

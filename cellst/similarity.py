@@ -22,6 +22,8 @@ import pandas as pd
 from sentence_transformers.sentence_transformer.evaluation import (BinaryClassificationEvaluator,
                                                                    EmbeddingSimilarityEvaluator)
 
+from .data import known_true
+
 DEFAULT_TEMPLATE = "a microscopy image of a {class} cell."
 BINARY_KEYS = ("accuracy", "accuracy_threshold", "f1", "f1_threshold", "precision", "recall", "ap", "mcc")
 
@@ -127,8 +129,8 @@ def pair_matrix(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int =
     """Cosine of ``n`` sampled positive pairs' captions (rows) against their images (columns).
 
     Pairs are drawn one per image, preferring captions not drawn yet, so the diagonal holds the true pairs and the
-    off-diagonal cells are other images. ``marks`` lists every cell whose caption is a positive of that image in the
-    split (the diagonal, plus template captions true of several images).
+    off-diagonal cells are other images. ``marks`` lists every cell whose caption the split says is true of that
+    image (:func:`cellst.data.known_true`: the diagonal, plus template captions true of several images).
     """
     positives = frame[frame["label"] == 1].sample(frac=1.0, random_state=seed)
     chosen, seen_images, seen_captions = [], set(), set()
@@ -139,8 +141,8 @@ def pair_matrix(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int =
                 seen_images.add(image), seen_captions.add(caption)
     images, captions = [i for i, _ in chosen], [c for _, c in chosen]
     matrix = np.stack([text_vecs[c] for c in captions]) @ np.stack([image_vecs[i] for i in images]).T
-    true = set(zip(positives["caption"], positives["image"]))
-    marks = [(r, c) for r, cap in enumerate(captions) for c, img in enumerate(images) if (cap, img) in true]
+    true = known_true(frame, images, captions)
+    marks = [(r, c) for r in range(len(captions)) for c in range(len(images)) if true[c, r]]
     return {"matrix": matrix, "row_labels": captions, "col_labels": images, "marks": marks}
 
 
@@ -162,18 +164,19 @@ def class_matrix(frame: pd.DataFrame, image_vecs: dict, per_class: int = 6) -> d
 def top_images(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int = 4, k: int = 5) -> list[dict]:
     """The ``k`` nearest images to ``n`` positive captions (one per descriptor first, for variety), for a retrieval grid.
 
-    Returns ``[{"query", "hits": [{"image", "score", "correct"}]}]``; a hit is correct when the caption is a positive
-    of that image in the split.
+    Returns ``[{"query", "hits": [{"image", "score", "correct"}]}]``; a hit is correct when the split says the caption
+    is true of that image (:func:`cellst.data.known_true`, as the ``caption`` relevance rule counts).
     """
     positives = frame[frame["label"] == 1]
     by_descriptor = positives.drop_duplicates("descriptor") if "descriptor" in positives else positives.iloc[:0]
     queries = list(dict.fromkeys(list(by_descriptor["caption"]) + list(positives["caption"])))[:n]
     images = list(image_vecs)
     matrix = np.stack([image_vecs[i] for i in images])
+    true = known_true(frame, images, queries)
     rows = []
-    for query in queries:
+    for q, query in enumerate(queries):
         scores = matrix @ text_vecs[query]
-        relevant = set(positives.loc[positives["caption"] == query, "image"])
+        relevant = {images[i] for i in np.flatnonzero(true[:, q])}
         top = np.argsort(-scores, kind="stable")[:k]
         rows.append({"query": f"{query} ({len(relevant)} relevant)",
                      "hits": [{"image": images[j], "score": float(scores[j]), "correct": images[j] in relevant}

@@ -52,7 +52,8 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     distributed.barrier()
 
     # 2. Data: read, check every image, refuse leakage; all before any model is loaded.
-    columns = Columns(cfg.image_column, cfg.caption_column, cfg.label_column, cfg.descriptor_column)
+    columns = Columns(cfg.image_column, cfg.caption_column, cfg.label_column, cfg.descriptor_column,
+                      cfg.value_column)
     splits = load_splits({"train": cfg.train, "val": cfg.val, "test": cfg.test}, columns, cfg.image_root,
                          float_labels=spec.float_labels, allow_leakage=cfg.allow_leakage,
                          allow_outside_root=cfg.allow_outside_root)

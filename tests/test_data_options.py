@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -34,6 +35,19 @@ def test_mined_negatives_are_the_hardest_captions_that_are_not_positives(tiny_mo
     scores = tiny_model.encode([load_rgb(image)], normalize_embeddings=True) @ \
         tiny_model.encode(captions, normalize_embeddings=True).T
     assert mined.loc[mined["image"] == image, "negative"].iloc[0] == captions[int(np.argmax(scores))]
+
+
+def test_other_phrasings_of_a_true_value_are_never_mined(tiny_model, tiny_splits):
+    frame = read_split(tiny_splits["train"])
+    frame["value"] = frame["caption"].str.extract(r"is (\w+)\.$")[0]  # "The cell is red." states red
+    red = frame.loc[frame["caption"] == "The cell is red.", "image"].iloc[0]
+    synonym = {"row": 0, "image": red, "caption": "A red cell.", "label": 1.0, "descriptor": "colour", "value": "red"}
+    frame = pd.concat([frame, pd.DataFrame([synonym])], ignore_index=True)
+    mined = mine_negatives(tiny_model, frame, k=len(set(frame["caption"])))  # every caption not known true
+    is_red = frame.loc[(frame["label"] == 1) & (frame["value"] == "red"), "image"]
+    negatives = mined.groupby("image")["negative"].agg(set)
+    assert all("A red cell." not in negatives[i] and "The cell is red." not in negatives[i] for i in set(is_red))
+    assert all("A red cell." in negatives[i] for i in set(negatives.index) - set(is_red))
 
 
 def test_mined_view_trains(tiny_model, tiny_model_dir, tiny_splits, tmp_path):

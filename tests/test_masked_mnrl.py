@@ -59,3 +59,19 @@ def test_symmetric_adds_the_text_to_image_direction():
     # text -> image: "large": (1, 0) target 0; "large2": (.6, .8) target 1
     t2i = (-math.log(math.e / (math.e + 1)) - math.log(math.e ** 0.8 / (math.e ** 0.6 + math.e ** 0.8))) / 2
     assert both.item() == pytest.approx((one.item() + t2i) / 2, rel=1e-5)
+
+
+def test_another_phrasing_of_a_true_value_is_not_a_negative():
+    img = torch.eye(2)
+    txt = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    rows = [("A", "round"), ("B", "large")]
+    base = pd.DataFrame({"image": ["A", "B"], "caption": ["round", "large"], "label": [1, 1],
+                         "descriptor": ["shape", "size"], "value": ["round", "large"]})
+    # A is also annotated size=large, in other words ("big"): "large" is then true of A and masked for it.
+    synonym = pd.DataFrame({"image": ["A"], "caption": ["big"], "label": [1], "descriptor": ["size"],
+                            "value": ["large"]})
+    masked = loss_for(pd.concat([base, synonym]), rows, img, txt)
+    assert masked.item() == pytest.approx(math.log(1 + math.e) / 2, rel=1e-5)
+    # Without the value column the two phrasings are unrelated and "large" stays A's negative.
+    plain = loss_for(pd.concat([base, synonym]).drop(columns="value"), rows, img, txt)
+    assert plain.item() == pytest.approx(math.log(1 + math.e), rel=1e-5)

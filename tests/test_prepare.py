@@ -56,7 +56,7 @@ def prepared(tmp_path):
 def test_columns_and_relative_paths(prepared):
     _, out, splits = prepared
     for table in splits.values():
-        assert list(table.columns) == ["image_path", "caption", "similarity", "descriptor", "kind"]
+        assert list(table.columns) == ["image_path", "caption", "similarity", "descriptor", "value", "kind"]
         assert table["image_path"].str.startswith("../../data/images/").all()
         assert table["image_path"].map(lambda p: (out / p).is_file()).all()
 
@@ -86,8 +86,8 @@ def test_positives_match_the_annotated_descriptors(prepared):
         positives = group[group["similarity"] == 1]
         annotated = {d for d in VALUES if own[d]}
         assert set(positives["descriptor"]) == annotated and len(positives) == len(annotated)
-        for caption, descriptor in zip(positives["caption"], positives["descriptor"]):
-            assert _value_of(caption, descriptor) == own[descriptor]
+        for caption, descriptor, value in zip(positives["caption"], positives["descriptor"], positives["value"]):
+            assert _value_of(caption, descriptor) == own[descriptor] == value
 
 
 def test_each_negative_swaps_exactly_one_descriptor(prepared):
@@ -96,9 +96,11 @@ def test_each_negative_swaps_exactly_one_descriptor(prepared):
     rows = pd.concat(splits.values())
     negatives = rows[rows["similarity"] == 0]
     assert len(negatives) == 30  # negatives_per_image=1
-    for path, caption, descriptor in zip(negatives["image_path"], negatives["caption"], negatives["descriptor"]):
+    for path, caption, descriptor, value in zip(negatives["image_path"], negatives["caption"], negatives["descriptor"],
+                                                negatives["value"]):
         own = dict(table.loc[path.removeprefix("../../data/")])
         swapped = {**own, descriptor: _value_of(caption, descriptor)}
+        assert value == swapped[descriptor]  # the value column states the wrong value the negative claims
         assert own[descriptor] and sum(own[d] != swapped[d] for d in VALUES) == 1
 
 
@@ -211,7 +213,7 @@ def test_class_folders_round_trip(tmp_path):
     (tmp_path / "descriptions.json").write_text(json.dumps(descriptions))
     splits = _read(from_class_folders(tmp_path / "root", tmp_path / "descriptions.json", tmp_path / "out"))
     rows = pd.concat(splits.values())
-    assert list(rows.columns) == ["image_path", "caption", "similarity", "descriptor", "class"]
+    assert list(rows.columns) == ["image_path", "caption", "similarity", "descriptor", "value", "class"]
     for path, group in rows.groupby("image_path"):
         cls = path.split("/")[-2]
         assert set(group["class"]) == {cls} and set(group["descriptor"]) == {"class"}

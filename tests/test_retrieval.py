@@ -51,6 +51,21 @@ def test_caption_rule_counts_every_image_the_caption_describes():
     assert m["map@100"] == pytest.approx(1.0)
 
 
+def test_caption_rule_counts_other_phrasings_of_the_same_value():
+    # x and y both state size=large (different words); A is captioned x, B is captioned y, C states nothing true.
+    frame = pd.DataFrame({"image": ["A", "B", "C"], "caption": ["x", "y", "z"], "label": [1.0, 1.0, 0.0],
+                          "descriptor": ["size"] * 3, "value": ["large", "large", "large"]})
+    images = {"A": np.array([1.0, 0.0]), "B": np.array([0.0, 1.0]), "C": np.array([0.6, 0.8])}
+    # Query x: A .8, B .6, C .96 -> C, A, B; query y: B 1, C .8, A 0 -> B, C, A.  z is a negative, never a query.
+    m = record(score_split(frame, images, TEXTS), rule="caption")["metrics"]
+    assert m["accuracy@1"] == pytest.approx(1 / 2)  # y's top image B is relevant; x's top image C is not
+    assert m["mrr@10"] == pytest.approx((1 / 2 + 1) / 2)
+    # z states size=large too, but only as C's negative: C is not known to be large, so C stays irrelevant.
+    plain = record(score_split(frame.drop(columns="value"), images, TEXTS), rule="caption")["metrics"]
+    assert plain["recall@5"] == pytest.approx(1.0)  # without values each query has only its own image
+    assert m["recall@5"] == pytest.approx(1.0) and m["recall@1"] == pytest.approx((0 + 1 / 2) / 2)
+
+
 def test_image_to_text_includes_negative_only_captions_as_candidates():
     r = record(score_split(FRAME, IMAGES, TEXTS), direction="image_to_text")
     assert r["n_candidates"] == 3  # x, y, z

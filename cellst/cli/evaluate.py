@@ -12,6 +12,7 @@ def register(sub) -> None:
     p.add_argument("--caption-column", default="caption")
     p.add_argument("--label-column", default="similarity")
     p.add_argument("--descriptor-column", default="descriptor")
+    p.add_argument("--value-column", default="value", help="optional column with the descriptor value a caption states")
     p.add_argument("--rules", default="pair,caption", help="relevance rules: pair, caption")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="write the records to this JSON file")
@@ -24,7 +25,8 @@ def run(args) -> int:
     from ..data import Columns
     from ..evaluation import evaluate, format_table
 
-    columns = Columns(args.image_column, args.caption_column, args.label_column, args.descriptor_column)
+    columns = Columns(args.image_column, args.caption_column, args.label_column, args.descriptor_column,
+                      args.value_column)
     if "descriptor" not in _header(args.split, args.descriptor_column):
         print(f"note: {args.split} has no '{args.descriptor_column}' column, so only non-specific recall is "
               "reported; add a descriptor column for specific recall.")
