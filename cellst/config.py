@@ -42,7 +42,9 @@ class FinetuneConfig:
     zero_shot_template: str = _f("a microscopy image of a {class} cell.",
                                  "caption asked of each class for zero-shot accuracy; {class} is the class name")
     allow_leakage: bool = _f(False, "allow an image to appear in more than one split")
-    allow_outside_root: bool = _f(True, "allow image paths that leave the image root (../, absolute paths)")
+    allow_outside_root: bool = _f(False, "read image paths that leave the image root (../, absolute paths "
+                                         "elsewhere); off so that a CSV from elsewhere cannot make cellst read other "
+                                         "files")
     epochs: float = _f(3.0, "training epochs")
     batch_size: int = _f(32, "batch size per device")
     learning_rate: float = _f(1e-5, "peak learning rate (pretrained CLIPs like 1e-5..5e-5; from scratch 5e-4)")
@@ -66,6 +68,8 @@ class FinetuneConfig:
     eval_batch_size: int = _f(64, "batch size for encoding during evaluation")
     rules: str = _f("pair,caption", "relevance rules to report: pair, caption")
     overwrite: bool = _f(False, "replace a non-empty output folder")
+    resume: bool = _f(False, "continue the stopped run in --output from its newest complete checkpoint, with the "
+                             "configuration saved there (options given again must match it)")
     push_to_hub: str | None = _f(None, "after training, push the model to this hub repo (user/name)")
     private: bool = _f(False, "make the hub repo private")
     trust_remote_code: bool = _f(False, "allow the model's own code to run when loading (only for models you trust)")
@@ -105,6 +109,8 @@ class FinetuneConfig:
                 raise CellstError(f"Unknown relevance rule '{rule}' in --rules. Expected pair and/or caption.")
         if self.batch_size < 2 and LOSSES[self.loss].in_batch_negatives:
             raise CellstError(f"--batch-size {self.batch_size} leaves MNRL no in-batch negatives; use 2 or more.")
+        if self.resume and self.overwrite:
+            raise CellstError("--resume continues the run in --output and --overwrite replaces it; choose one.")
         self._check_weights()
         self._check_data_options()
         return self

@@ -14,18 +14,16 @@ row and column, before any model is loaded. Building training datasets from the 
 from __future__ import annotations
 
 import difflib
+import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .data_checks import check_all_images, row_list as _rows  # noqa: F401 (check_all_images is public here)
 from .errors import CellstError, where
-from .images import check_image
-
-MAX_LISTED = 20  # problems listed in one error message; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -41,12 +39,14 @@ class Columns:
 
 
 def read_split(path: str | Path, columns: Columns = Columns(), image_root: str | Path | None = None,
-               float_labels: bool = False, allow_outside_root: bool = True) -> pd.DataFrame:
+               float_labels: bool = False, allow_outside_root: bool = False) -> pd.DataFrame:
     """Read one CSV split into a frame with canonical columns and absolute image paths.
 
     Image paths are resolved against ``image_root`` when given, else against the CSV's own folder. ``row`` holds the
     1-based line number in the file (the header is line 1), so messages point where a spreadsheet shows the row.
-    Labels must be 0 or 1, or any value in [0, 1] when ``float_labels`` (the cosine loss).
+    Labels must be 0 or 1, or any value in [0, 1] when ``float_labels`` (the cosine loss). A path that leaves the root
+    (``../``, an absolute path elsewhere) is refused unless ``allow_outside_root``: a CSV from someone else should not
+    make cellst read files outside the folder you gave it.
     """
     path = Path(path)
     frame = _read_csv(path)
@@ -57,6 +57,7 @@ def read_split(path: str | Path, columns: Columns = Columns(), image_root: str |
                     for i, p in enumerate(frame[columns.image])]
     out["caption"] = _captions(frame[columns.caption], path, columns.caption)
     out["label"] = _labels(frame[columns.label], path, columns.label, float_labels)
+    out.attrs.update(image_column=columns.image, caption_column=columns.caption, label_column=columns.label)
     if columns.descriptor and columns.descriptor in frame:
         out["descriptor"] = frame[columns.descriptor].astype("string").str.strip().fillna("")
         empty = out.loc[out["descriptor"] == "", "row"].tolist()
@@ -73,7 +74,7 @@ def read_split(path: str | Path, columns: Columns = Columns(), image_root: str |
 
 def load_splits(paths: dict[str, str | Path | None], columns: Columns = Columns(),
                 image_root: str | Path | None = None, float_labels: bool = False, allow_leakage: bool = False,
-                allow_outside_root: bool = True, check_images: bool = True) -> dict[str, pd.DataFrame]:
+                allow_outside_root: bool = False, check_images: bool = True) -> dict[str, pd.DataFrame]:
     """Read every named split, check every image once and refuse images shared between splits.
 
     ``paths`` maps split names (train, val, test) to CSV paths; ``None`` entries are skipped.
@@ -87,29 +88,6 @@ def load_splits(paths: dict[str, str | Path | None], columns: Columns = Columns(
     if not allow_leakage:
         check_leakage(splits)
     return splits
-
-
-def check_all_images(splits: dict[str, pd.DataFrame], workers: int = 8) -> None:
-    """Decode every distinct image once; list every missing or undecodable one (file, CSV, row) in one error."""
-    from tqdm.auto import tqdm
-
-    first_use: dict[str, tuple[str, int]] = {}
-    for frame in splits.values():
-        for image, row in zip(frame["image"], frame["row"]):
-            first_use.setdefault(image, (frame.attrs.get("path", "?"), row))
-    images = list(first_use)
-    # Decoding is I/O and C code that releases the GIL, so threads overlap well even on two cores.
-    with ThreadPoolExecutor(workers) as pool:
-        reasons = list(tqdm(pool.map(check_image, images), total=len(images), desc="Checking images",
-                            disable=len(images) < 500, leave=False))
-    bad = [(img, why) for img, why in zip(images, reasons) if why]
-    if bad:
-        lines = [f"  {img}: {why} (first used in {first_use[img][0]}, row {first_use[img][1]})"
-                 for img, why in bad[:MAX_LISTED]]
-        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-        raise CellstError(f"{len(bad)} of {len(images)} images cannot be used:\n" + "\n".join(lines) + more +
-                          "\nFix the paths in the CSV (they are resolved against the CSV's folder, or --image-root), "
-                          "or remove those rows, then run again.")
 
 
 def check_leakage(splits: dict[str, pd.DataFrame]) -> None:
@@ -131,9 +109,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise CellstError(f"Split file not found: {path}. Check the path given to --train/--val/--test/--split.")
     try:
         frame = pd.read_csv(path, encoding="utf-8", keep_default_na=True)
-    except UnicodeDecodeError as exc:
-        raise CellstError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}). Save it as UTF-8 "
-                          "(in a spreadsheet: 'CSV UTF-8'), or convert it: iconv -f latin1 -t utf-8 in.csv > out.csv.")
+    except UnicodeDecodeError:
+        raise CellstError(_not_utf8(path)) from None
     except pd.errors.EmptyDataError:
         raise CellstError(f"{path} is empty. Expected a header line (image_path,caption,similarity) and data rows.")
     except pd.errors.ParserError as exc:
@@ -141,6 +118,26 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise CellstError(f"{path} has a header but no data rows. Add rows of image_path,caption,similarity.")
     return frame
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 sits (row and column) and the text around it, read as Latin-1."""
+    import csv
+
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+        return f"{path} is not UTF-8 text. Save it as UTF-8 (in a spreadsheet: 'CSV UTF-8')."
+    except UnicodeDecodeError as exc:
+        lines = data[:exc.start].decode("latin-1").split("\n")
+        header = next(csv.reader([data.split(b"\n")[0].decode("latin-1")]), [])
+        field = len(next(csv.reader([lines[-1]]), [""])) - 1 if lines[-1] else 0
+        place = f"row {len(lines)}" + (f", column '{header[field]}'" if field < len(header) else "")
+        place = "the header (row 1)" if len(lines) == 1 else place
+        text = (lines[-1] + data[exc.start:exc.start + 20].decode("latin-1")).split("\n")[0][-60:]
+        return (f"{path} is not UTF-8 text: {place} has byte 0x{data[exc.start]:02x} ({exc.reason}) "
+                f"in '{text}'. The file was probably saved as Latin-1 or Windows-1252. Save it as UTF-8 (in a "
+                "spreadsheet: 'CSV UTF-8'), or convert it: iconv -f latin1 -t utf-8 in.csv > out.csv.")
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, columns: Columns) -> None:
@@ -158,11 +155,15 @@ def _resolve(value, root: Path, csv: Path, row: int, column: str, allow_outside_
     if not isinstance(value, str) or not value.strip():
         raise CellstError(f"Empty image path at {where(csv, row, column)}. Every row needs an image file.")
     p = Path(value.strip()).expanduser()
-    full = (p if p.is_absolute() else root / p).resolve()
-    if not allow_outside_root and not full.is_relative_to(root.resolve()):
-        raise CellstError(f"Image path {value} at {where(csv, row, column)} leaves the image root {root}. "
-                          "Move the image under the root, or pass --allow-outside-root if you trust this CSV.")
-    return str(full)
+    full = p if p.is_absolute() else root / p
+    # Judged on the path as written (``..`` collapsed, links not followed): a symlinked data folder the user made
+    # inside the root is theirs to trust; what a CSV names outside the root is not.
+    if not allow_outside_root and not Path(os.path.abspath(full)).is_relative_to(os.path.abspath(root)):
+        raise CellstError(f"Image path '{value}' at {where(csv, row, column)} leaves the image root {root} (it "
+                          f"points to {os.path.abspath(full)}). cellst reads images only under the root, so that a CSV "
+                          "cannot make it open other files. Move the images under the root (or give --image-root, the "
+                          "folder the paths are relative to), or pass --allow-outside-root if you trust this CSV.")
+    return str(full.resolve())
 
 
 def _captions(series: pd.Series, path: Path, column: str) -> pd.Series:
@@ -232,8 +233,3 @@ def _meanings(frame: pd.DataFrame) -> pd.Series:
         return text
     value, descriptor = frame["value"].fillna(""), frame["descriptor"].fillna("")  # frames of several splits
     return text.where((value == "") | (descriptor == ""), descriptor + "=" + value)
-
-
-def _rows(rows: list[int]) -> str:
-    shown = ", ".join(map(str, rows[:10]))
-    return shown + (f", ... ({len(rows)} in all)" if len(rows) > 10 else "")

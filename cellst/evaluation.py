@@ -76,8 +76,10 @@ def _specific_overall(records: list[dict]) -> list[dict]:
 
 def evaluate(model, split: str | Path | pd.DataFrame, *, split_name: str | None = None, columns: Columns = Columns(),
              image_root: str | Path | None = None, directions=tuple(DIRECTIONS), rules=RULES, ks=DEFAULT_KS,
-             batch_size: int = 64, progress: bool = True) -> list[dict]:
+             batch_size: int = 64, progress: bool = True, allow_outside_root: bool = False) -> list[dict]:
     """Evaluate ``model`` (a SentenceTransformer, hub id or folder) on one split; return the records.
+
+    Image paths that leave the image root are refused unless ``allow_outside_root`` (see :func:`cellst.read_split`).
 
     Example::
 
@@ -85,7 +87,7 @@ def evaluate(model, split: str | Path | pd.DataFrame, *, split_name: str | None 
         records = evaluate("runs/mnrl", "data/test_split.csv")
         print(format_table(records))
     """
-    from .data import check_all_images
+    from .data_checks import check_all_images, warn_long_captions
     from .model import load_model
 
     if isinstance(model, (str, Path)):
@@ -93,9 +95,10 @@ def evaluate(model, split: str | Path | pd.DataFrame, *, split_name: str | None 
     if isinstance(split, pd.DataFrame):
         frame = split
     else:
-        frame = read_split(split, columns, image_root)
+        frame = read_split(split, columns, image_root, allow_outside_root=allow_outside_root)
         frame.attrs["path"] = str(split)
         check_all_images({"split": frame})
+    warn_long_captions({"split": frame}, model)
     name = split_name or (Path(split).stem.removesuffix("_split") if not isinstance(split, pd.DataFrame) else "split")
     img, txt = encode_split(model, frame, batch_size, progress)
     return score_split(frame, img, txt, name, directions, rules, ks)

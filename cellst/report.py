@@ -132,7 +132,8 @@ def _attach_split(view: RunView, test_split, class_column: str | None) -> None:
             view.notes.append(f"The {name} split {path} was not found, so it is left out of the data summary.")
             continue
         columns = _columns(view.config, class_column, found)
-        frames[name] = read_split(found, columns, view.config.get("image_root"), float_labels=True)
+        frames[name] = read_split(found, columns, view.config.get("image_root"), float_labels=True,
+                                  allow_outside_root=bool(view.config.get("allow_outside_root")))
         view.summary.append(_summarise(name, path, frames[name]))
     view.frame = frames.get(view.split_name)
     view.train_captions = frames["train"]["caption"] if "train" in frames else None

@@ -17,6 +17,7 @@ from . import distributed
 from .augment import augment_dataset, augment_options
 from .config import FinetuneConfig
 from .data import Columns, load_splits
+from .data_checks import check_batch_size, warn_long_captions
 from .errors import CellstError
 from .evaluation import SplitRecallEvaluator, encode_split, format_table, score_split
 from .freeze import choose_trainable
@@ -38,17 +39,31 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
                        val="data/val_split.csv", test="data/test_split.csv", output="runs/mnrl", loss="mnrl")
         print(run["metrics"]["after"][0]["metrics"]["recall@5"])
     """
-    cfg = (config or FinetuneConfig(**kwargs)).validate()
+    cfg = config or FinetuneConfig(**kwargs)
+    if cfg.resume:
+        from .resume import resumed_config
+
+        cfg = resumed_config(cfg)  # the run folder's saved configuration; contradicting options fail
+    cfg = cfg.validate()
     spec = get_loss(cfg.loss)
     clock = _Clock()
 
-    # 1. Output folder: never replace what the user has, unless asked and it is a cellst run. Under torchrun or
-    #    accelerate launch only the main process writes the run folder; the others wait until it is ready.
+    # 1. Output folder: never replace what the user has, unless asked and it is a cellst run; --resume continues it
+    #    from its newest complete checkpoint. Under torchrun or accelerate launch only the main process writes the run
+    #    folder; the others wait until it is ready. Trainer arguments are checked first, so a mistyped one fails
+    #    before anything is read or written (the metric name only needs to exist for the strategy checks).
     distributed.start(cfg.training.get("ddp_backend"))
     out = Path(cfg.output)
+    training_arguments(cfg, spec, out, bool(cfg.val), "val_primary_metric", True)
+    checkpoint = cfg.training.get("resume_from_checkpoint")
+    if cfg.resume:
+        from .resume import latest_checkpoint
+
+        checkpoint = str(latest_checkpoint(out))
     if distributed.is_main():
-        out = prepare_output(out, cfg.overwrite, resume=bool(cfg.training.get("resume_from_checkpoint")))
-        _write_config(out, cfg)
+        out = prepare_output(out, cfg.overwrite, resume=bool(checkpoint))
+        if not cfg.resume:
+            _write_config(out, cfg)
     distributed.barrier()
 
     # 2. Data: read, check every image, refuse leakage; all before any model is loaded.
@@ -66,6 +81,7 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
 
         known = KnownPositives([splits[s] for s in ("train", "val") if s in splits])
     train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed, known)
+    check_batch_size(len(train_ds), cfg.batch_size)
     if spec.in_batch_negatives:
         warn_small_caption_pool(splits["train"], cfg.batch_size)
     val_ds = dataset_view(splits["val"], view, out / ".cache", cfg.seed, known) if "val" in splits else None
@@ -75,6 +91,7 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     from .model import load_model
 
     model = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    warn_long_captions(splits, model)  # truncated to the model's context, in training and evaluation alike
     trainable = choose_trainable(model, cfg)  # --freeze, --unfreeze-last, --lora
     if cfg.mine_negatives:  # mined with the starting model, so after loading it
         train_ds = mined_view(model, splits["train"], cfg.mine_negatives, out / ".cache", known, cfg.eval_batch_size)
@@ -93,8 +110,8 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     clock.lap("evaluate before")
 
     # 5. Train.
-    trainer = _trainer(cfg, spec, model, loss, train_ds, val_ds, evaluator, out)
-    trainer.train(resume_from_checkpoint=cfg.training.get("resume_from_checkpoint"))
+    trainer = _trainer(cfg, spec, model, loss, train_ds, val_ds, evaluator, out, checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     clock.lap("train")
 
     # 6. Test figures after training (the best checkpoint when keep_best), save, publish: the main process's job.
@@ -123,7 +140,10 @@ def prepare_output(out: Path, overwrite: bool, resume: bool = False) -> Path:
     """Create ``out``; a non-empty folder is an error unless ``overwrite`` and it holds an earlier cellst run."""
     if out.exists() and not out.is_dir():
         raise CellstError(f"--output {out} is a file; give a folder for the run.")
-    if out.is_dir() and any(out.iterdir()) and not resume:
+    # A folder holding only the config (and the image cache) is a start that failed on its input before training:
+    # nothing there is worth keeping, and the same command should work once the input is fixed.
+    aborted = out.is_dir() and {p.name for p in out.iterdir()} <= {RUN_MARKER, ".cache"}
+    if out.is_dir() and any(out.iterdir()) and not resume and not aborted:
         if not overwrite:
             raise CellstError(f"Output folder {out} exists and is not empty; cellst never overwrites a run. "
                               "Choose a new --output, or pass --overwrite to replace an earlier cellst run there.")
@@ -175,14 +195,15 @@ def training_arguments(cfg: FinetuneConfig, spec, out: Path, has_val: bool, prim
         raise CellstError(f"Invalid training arguments: {exc}") from None
 
 
-def _trainer(cfg, spec, model, loss, train_ds, val_ds, evaluator, out: Path):
+def _trainer(cfg, spec, model, loss, train_ds, val_ds, evaluator, out: Path, checkpoint=None):
     from sentence_transformers import SentenceTransformerTrainer
 
     primary = evaluator.primary_metric if evaluator else None
     args = training_arguments(cfg, spec, out, val_ds is not None, primary,
                               evaluator.greater_is_better if evaluator else True)
+    callbacks = _callbacks(cfg, evaluator, out, checkpoint)
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                                      loss=loss, evaluator=evaluator, callbacks=_callbacks(cfg),
+                                      loss=loss, evaluator=evaluator, callbacks=callbacks,
                                       data_collator=_collator(model, args))
 
 
@@ -196,11 +217,18 @@ def _collator(model, args):
                                            prompts=args.prompts)
 
 
-def _callbacks(cfg) -> list:
+def _callbacks(cfg, evaluator=None, out: Path | None = None, checkpoint=None) -> list:
     from transformers import EarlyStoppingCallback
 
-    # Watches the trainer's metric_for_best_model, which is cfg.best_metric on val (validate() requires val).
-    return [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
+    from .resume import NoPickledArgs, ValHistory
+
+    callbacks = [NoPickledArgs()]  # checkpoints without the trainer's pickled arguments
+    if evaluator is not None and out is not None:
+        callbacks.append(ValHistory(evaluator, out / "checkpoints", checkpoint))  # val figures survive a stop
+    if cfg.early_stopping_patience:
+        # Watches the trainer's metric_for_best_model, which is cfg.best_metric on val (validate() requires val).
+        callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience))
+    return callbacks
 
 
 def save_run(model, out: Path, metrics: dict, log_history: list, cfg: FinetuneConfig) -> None:

@@ -53,7 +53,9 @@ def test_header_only_csv(tiny_splits, tmp_path, capsys):
 def test_not_utf8(tiny_splits, tmp_path, capsys):
     text = tiny_splits["test"].read_text().replace("The cell is red.", "The cell is rouge \u00e9l\u00e9gant.")
     tiny_splits["test"].write_bytes(text.encode("latin-1"))
-    fails(finetune_argv(tiny_splits, tmp_path), capsys, "test_split.csv", "UTF-8")
+    # img_200 is red, so its first row (line 2) holds the first non-UTF-8 byte, in the caption.
+    fails(finetune_argv(tiny_splits, tmp_path), capsys, "test_split.csv", "not UTF-8", "row 2, column 'caption'",
+          "rouge \u00e9l\u00e9gant", "iconv")
 
 
 def test_missing_and_broken_images_are_reported_together(tiny_splits, tmp_path, capsys):

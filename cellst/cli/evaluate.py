@@ -8,6 +8,8 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="run folder, model folder or hub id")
     p.add_argument("--split", required=True, help="thesis-format CSV (image_path, caption, similarity[, descriptor])")
     p.add_argument("--image-root", help="folder image paths are relative to (default: the CSV's folder)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read image paths that leave the image root (../, absolute paths elsewhere)")
     p.add_argument("--image-column", default="image_path")
     p.add_argument("--caption-column", default="caption")
     p.add_argument("--label-column", default="similarity")
@@ -31,7 +33,8 @@ def run(args) -> int:
         print(f"note: {args.split} has no '{args.descriptor_column}' column, so only non-specific recall is "
               "reported; add a descriptor column for specific recall.")
     records = evaluate(args.model, args.split, columns=columns, image_root=args.image_root,
-                       rules=[r.strip() for r in args.rules.split(",")], batch_size=args.batch_size)
+                       rules=[r.strip() for r in args.rules.split(",")], batch_size=args.batch_size,
+                       allow_outside_root=args.allow_outside_root)
     print(format_table(records))
     if args.out:
         with open(args.out, "w") as fh:
