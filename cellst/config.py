@@ -30,6 +30,10 @@ class FinetuneConfig:
     val: str | None = _f(None, "validation split CSV, evaluated each epoch")
     test: str | None = _f(None, "test split CSV, evaluated before and after training")
     loss: str = _f("mnrl", "loss from the registry (cellst.losses.LOSSES)")
+    pairs: str = _f("image-text", "what trains: image-text (the caption rows), or image-image (pairs of images of one "
+                                  "class / two classes, from --class-column; needs --loss cosine or contrastive)")
+    pairs_per_image: int = _f(2, "image-image: same-class partners drawn per image (positive pairs)")
+    negative_ratio: float = _f(1.0, "image-image: different-class pairs per same-class pair")
     image_root: str | None = _f(None, "folder image paths are relative to (default: each CSV's folder)")
     image_column: str = _f("image_path", "CSV column with image paths")
     caption_column: str = _f("caption", "CSV column with captions")
@@ -37,8 +41,8 @@ class FinetuneConfig:
     descriptor_column: str = _f("descriptor", "CSV column naming the descriptor a caption is about")
     value_column: str = _f("value", "CSV column with the descriptor value a caption states (optional; makes other "
                                     "phrasings of an image's values count as true of it)")
-    class_column: str | None = _f(None, "CSV column with the cell type, for zero-shot accuracy in the report "
-                                        "(default: 'class' or 'cell_type' when present)")
+    class_column: str | None = _f(None, "CSV column with the cell type, for zero-shot accuracy in the report and "
+                                        "image-image pairs (default: 'class' or 'cell_type' when present)")
     zero_shot_template: str = _f("a microscopy image of a {class} cell.",
                                  "caption asked of each class for zero-shot accuracy; {class} is the class name")
     allow_leakage: bool = _f(False, "allow an image to appear in more than one split")
@@ -113,6 +117,9 @@ class FinetuneConfig:
             raise CellstError("--resume continues the run in --output and --overwrite replaces it; choose one.")
         self._check_weights()
         self._check_data_options()
+        from .image_pairs import check_config as check_pairs
+
+        check_pairs(self)
         return self
 
     def _check_weights(self) -> None:

@@ -21,6 +21,7 @@ from .data_checks import check_batch_size, warn_long_captions
 from .errors import CellstError
 from .evaluation import SplitRecallEvaluator, encode_split, format_table, score_split
 from .freeze import choose_trainable
+from .image_pairs import start as start_pairs
 from .losses import LossOptions, get_loss
 from .mining import mined_view
 from .pairs import dataset_view, no_duplicates_by_path, warn_small_caption_pool
@@ -45,6 +46,7 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
 
         cfg = resumed_config(cfg)  # the run folder's saved configuration; contradicting options fail
     cfg = cfg.validate()
+    cfg, image_job = start_pairs(cfg)  # --pairs image-image: data, val evaluator, test figures (cellst.image_pairs)
     spec = get_loss(cfg.loss)
     clock = _Clock()
 
@@ -67,8 +69,8 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     distributed.barrier()
 
     # 2. Data: read, check every image, refuse leakage; all before any model is loaded.
-    columns = Columns(cfg.image_column, cfg.caption_column, cfg.label_column, cfg.descriptor_column,
-                      cfg.value_column)
+    columns = Columns(cfg.image_column, cfg.caption_column, cfg.label_column, cfg.descriptor_column, cfg.value_column,
+                      klass=image_job.class_column if image_job else None)
     splits = load_splits({"train": cfg.train, "val": cfg.val, "test": cfg.test}, columns, cfg.image_root,
                          float_labels=spec.float_labels, allow_leakage=cfg.allow_leakage,
                          allow_outside_root=cfg.allow_outside_root)
@@ -80,11 +82,14 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
         from .masked_mnrl import KnownPositives
 
         known = KnownPositives([splits[s] for s in ("train", "val") if s in splits])
-    train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed, known)
+    if image_job:  # pairs of images of one class / of two classes replace the caption rows
+        train_ds, val_ds = image_job.datasets(splits, out / ".cache")
+    else:
+        train_ds = dataset_view(splits["train"], view, out / ".cache", cfg.seed, known)
+        val_ds = dataset_view(splits["val"], view, out / ".cache", cfg.seed, known) if "val" in splits else None
     check_batch_size(len(train_ds), cfg.batch_size)
     if spec.in_batch_negatives:
         warn_small_caption_pool(splits["train"], cfg.batch_size)
-    val_ds = dataset_view(splits["val"], view, out / ".cache", cfg.seed, known) if "val" in splits else None
     clock.lap("data")
 
     # 3. Model and loss.
@@ -101,12 +106,15 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     clock.lap("load model")
 
     # 4. Evaluator on val (each epoch) and the test figures before training.
-    evaluator = SplitRecallEvaluator(splits["val"], "val", cfg.best_metric, cfg.eval_batch_size) if val_ds else None
+    evaluator = image_job.evaluator if image_job else \
+        SplitRecallEvaluator(splits["val"], "val", cfg.best_metric, cfg.eval_batch_size) if val_ds else None
     metrics = {"schema": "cellst.metrics/1", "model": cfg.model, "loss": cfg.loss, "before": [], "after": []}
     metrics.update(trainable=trainable, processes=distributed.world_size())
     if "test" in splits and distributed.is_main():
         metrics["before"] = _test_records(model, splits["test"], cfg)
         print("Test split before training:\n" + format_table(metrics["before"], per_descriptor=False))
+        if image_job:
+            image_job.measure(model, splits, "before", metrics)
     clock.lap("evaluate before")
 
     # 5. Train.
@@ -120,6 +128,8 @@ def finetune(config: FinetuneConfig | None = None, **kwargs) -> dict:
     if "test" in splits:
         metrics["after"] = _test_records(model, splits["test"], cfg)
         print("Test split after training:\n" + format_table(metrics["after"], per_descriptor=False))
+        if image_job:
+            image_job.measure(model, splits, "after", metrics)  # and draws figures/image_similarity.png
     clock.lap("evaluate after")
     metrics["val_history"] = evaluator.history if evaluator else []
     metrics["seconds"] = clock.laps

@@ -7,6 +7,7 @@ from ._args import add_dataclass_flags, given, parse_training_args
 
 def register(sub) -> None:
     from ..config import config_fields
+    from ..image_pairs import PAIRS
     from ..losses import LOSSES
 
     p = sub.add_parser("finetune", help="fine-tune a CLIP on thesis-format CSV splits",
@@ -14,8 +15,11 @@ def register(sub) -> None:
                                    "Any SentenceTransformerTrainingArguments field may be given too, e.g. "
                                    "--gradient_accumulation_steps 4 --lr_scheduler_type cosine.")
     p.add_argument("--config", help="YAML file with any of these options (and training arguments); flags override it")
-    add_dataclass_flags(p, [f for f in config_fields() if f.name != "loss"])
+    add_dataclass_flags(p, [f for f in config_fields() if f.name not in ("loss", "pairs")])
     p.add_argument("--loss", choices=sorted(LOSSES), default=None, help="loss (default: mnrl)")
+    p.add_argument("--pairs", choices=list(PAIRS), default=None,
+                   help="what trains: " + "; ".join(f"{k}: {v.summary}" for k, v in PAIRS.items()) +
+                        " (default: image-text)")
     p.set_defaults(run=run, accepts_extra=True)
 
 
