@@ -16,9 +16,9 @@ from .errors import CellstError
 
 # The demo's captions name the type this way (cellst.synth.TEMPLATES["cell_type"]); zero-shot asks the same question.
 ZERO_SHOT_TEMPLATE = "This white blood cell is a {class}."
-# The caption-level task: every distinct caption of the test split queries all its images; an image counts when the split
-# says the caption is true of it, in any phrasing (the `caption` rule). accuracy@1 is the headline: at @5 even an
-# untrained model scores about 0.65, since "Nucleoli are absent." is true of most cells.
+# The caption-level task: every distinct caption of the test split queries all its images; an image counts when the
+# split says the caption is true of it, in any phrasing (the `caption` rule). accuracy@1 is the headline: at @5 even
+# an untrained model scores about 0.65, since "Nucleoli are absent." is true of most cells.
 HEADLINE = ("text_to_image", "caption", "non-specific", "accuracy@1")
 CAPTION_KS = ("accuracy@1", "accuracy@5")
 

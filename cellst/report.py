@@ -240,7 +240,7 @@ def _draw(view: RunView) -> None:
         img, txt = view.vectors["after"]
         view.figures["retrieval_grid"] = (
             "Text \u2192 image after training: each query caption, its top-5 test images and their cosine scores; a "
-            "green border marks an image the caption is a positive for.",
+            "green border marks an image the split says the caption is true of (in any phrasing of its values).",
             plots.retrieval_grid(top_images(view.frame, img, txt), out / "retrieval_grid.png"))
     panels = [{"title": f"{which} training", **pair_matrix(view.frame, *view.vectors[which])} for which in view.vectors]
     if panels:
@@ -248,7 +248,7 @@ def _draw(view: RunView) -> None:
             panel["col_labels"] = [Path(i).stem for i in panel["col_labels"]]
         view.figures["pair_heatmap"] = (
             "Cosine similarity of sampled test captions (rows) and images (columns): the diagonal holds the sampled "
-            "pairs; red boxes mark every image a caption is a positive for.",
+            "pairs; red boxes mark every image the split says a caption is true of.",
             plots.heatmaps(panels, out / "pair_heatmap.png", "image", "caption"))
     panels = [{"title": f"{which} training", **m} for which in view.vectors
               if (m := class_matrix(view.frame, view.vectors[which][0])) is not None]
