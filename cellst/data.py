@@ -159,7 +159,7 @@ def _resolve(value, root: Path, csv: Path, row: int, column: str, allow_outside_
     # Judged on the path as written (``..`` collapsed, links not followed): a symlinked data folder the user made
     # inside the root is theirs to trust; what a CSV names outside the root is not.
     if not allow_outside_root and not Path(os.path.abspath(full)).is_relative_to(os.path.abspath(root)):
-        raise CellstError(f"Image path '{value}' at {where(csv, row, column)} leaves the image root {root} (it "
+        raise CellstError(f"Image path '{value}' at {where(csv, row, column)} leaves the image root {os.path.abspath(root)} (it "
                           f"points to {os.path.abspath(full)}). cellst reads images only under the root, so that a CSV "
                           "cannot make it open other files. Move the images under the root (or give --image-root, the "
                           "folder the paths are relative to), or pass --allow-outside-root if you trust this CSV.")
