@@ -51,7 +51,7 @@ def test_output_layout(demo):
     assert not table["image_path"].str.contains("|".join(CELL_TYPES)).any()  # a path must not give the type away
     for split in ("train", "val", "test"):
         rows = pd.read_csv(demo / f"{split}_split.csv")
-        assert list(rows.columns) == ["image_path", "caption", "similarity", "descriptor", "cell_type"]
+        assert list(rows.columns) == ["image_path", "caption", "similarity", "descriptor", "value", "cell_type"]
         assert set(rows["cell_type"]) == set(CELL_TYPES)  # 6 per type: stratification puts each type in each split
     with Image.open(demo / table["image_path"][0]) as im:
         assert im.size == (48, 48) and im.mode == "RGB"
