@@ -323,7 +323,11 @@ def test_cli_prepare_modes(tmp_path, monkeypatch, capsys):
                               "--negatives", "2", "--ratios", "1,1,1", "--seed", "3"]) == 0
     rows = pd.concat(_read({s: tmp_path / "o1" / f"{s}_split.csv" for s in ("train", "val", "test")}).values())
     assert set(rows["descriptor"]) == {"size", "shape"} and (rows.groupby("image_path").size() == 4).all()
-    assert "train" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train" in printed and "--allow-outside-root" in printed  # o1 is beside data/, so paths start with ../
+    assert _cli(monkeypatch, ["prepare", str(attributes), "--templates", str(tmp_path / "t.json"),
+                              "--out", str(tmp_path / "data"), "--descriptors", "size", "--overwrite"]) == 0
+    assert "--allow-outside-root" not in capsys.readouterr().out  # splits beside the images need no flag
     assert _cli(monkeypatch, ["prepare", str(attributes), "--out", str(tmp_path / "o2"), "--class-column", "nope"]) == 2
     assert "column 'nope'" in capsys.readouterr().err
     assert _cli(monkeypatch, ["prepare", str(attributes), "--captions-json", "x.json", "--out", str(tmp_path)]) == 2

@@ -61,4 +61,19 @@ def run(args) -> int:
         print(f"{name:<5} {path}: {info['images']} images, {info['positives']} positives, "
               f"{info['negatives']} negatives")
     print(f"summary {Path(args.out) / 'split_summary.json'}")
+    _note_outside(paths.values())
     return 0
+
+
+def _note_outside(paths) -> None:
+    """Training refuses image paths that leave the CSV's folder unless told otherwise: say so now, not at train time."""
+    import pandas as pd
+
+    for path in paths:
+        images = pd.read_csv(path, usecols=["image_path"])["image_path"]
+        outside = images[images.str.startswith("../") | images.str.startswith("/")]
+        if len(outside):
+            print(f"note: image paths such as {outside.iloc[0]} leave {path.parent}, so `cellst finetune` and "
+                  "`cellst evaluate` will read them only with --allow-outside-root (or write the splits to a folder "
+                  "that holds the images).")
+            return
