@@ -68,33 +68,47 @@ def _cpu_jiffies() -> tuple[int, int]:
         return 0, 0
 
 
-def timed(fn) -> tuple[float, float]:
-    """(seconds fn took, CPU cores that other processes used meanwhile). Other tenants of a small machine distort
-    timings far more than any difference under test, so callers discard disturbed rounds."""
+def timed(fn) -> dict:
+    """Run ``fn`` once: wall seconds, this process's CPU seconds (all its threads) and the CPU cores that other
+    processes used meanwhile. Other tenants of a small machine distort wall times far more than any difference
+    under test; CPU seconds are much less disturbed by them but hide the gain of using several cores."""
     busy0, own0 = _cpu_jiffies()
-    start = time.perf_counter()
+    cpu0, start = time.process_time(), time.perf_counter()
     fn()
-    seconds = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     busy1, own1 = _cpu_jiffies()
     others = max(0, (busy1 - busy0) - (own1 - own0)) / os.sysconf("SC_CLK_TCK")
-    return seconds, others / seconds
+    return {"wall": wall, "cpu": cpu, "others": others / wall}
 
 
 def compare(methods: dict, n: int, rounds: int, quiet: float = 0.15) -> dict:
-    """Time each method once per round, interleaved; keep the rounds in which other processes used under ``quiet``
-    cores. Returns each method's best items/s and, per method, the median over kept rounds of
-    ``time(first method) / time(method)``: a paired ratio, robust to the machine's speed drifting between rounds.
-    With no quiet round at all, every round is kept (and ``quiet_rounds`` says 0)."""
+    """Time each method once per round, in turn, the order alternating between rounds (neither side always runs
+    just after the other, in a warmer cache or a busier minute). The first method is the reference.
+
+    Returns, per method: ``rate`` (items/s in its fastest round), ``ratio`` (median over rounds of the paired wall-time
+    ratio ``time(reference) / time(method)``, robust to the machine's speed drifting between rounds) with ``q1``/``q3``
+    (its quartiles: the spread noise leaves), ``cpu_ratio`` (the same with this process's CPU seconds), and
+    ``others`` (median cores other processes used during the rounds). Only rounds in which other processes used
+    under ``quiet`` cores count when there are at least three such rounds (``quiet_rounds`` says how many);
+    otherwise every round counts."""
     for fn in methods.values():
         fn()  # warm-up: first-call allocations and lazy imports
-    every, kept = [], []
-    for _ in range(rounds):
-        times = {name: timed(fn) for name, fn in methods.items()}
-        every.append({name: t for name, (t, _) in times.items()})
-        if max(others for _, others in times.values()) < quiet:
-            kept.append(every[-1])
-    use = kept or every
-    first = next(iter(methods))
-    return {name: {"rate": n / min(r[name] for r in use),
-                   "ratio": float(np.median([r[first] / r[name] for r in use])),
-                   "quiet_rounds": len(kept)} for name in methods}
+    names = list(methods)
+    every = [{name: timed(methods[name]) for name in (names if r % 2 == 0 else names[::-1])} for r in range(rounds)]
+    kept = [r for r in every if max(t["others"] for t in r.values()) < quiet]
+    use = kept if len(kept) >= 3 else every
+    out = {}
+    for name in names:
+        walls = [r[names[0]]["wall"] / r[name]["wall"] for r in use]
+        out[name] = {"rate": n / min(r[name]["wall"] for r in use), "ratio": float(np.median(walls)),
+                     "q1": float(np.percentile(walls, 25)), "q3": float(np.percentile(walls, 75)),
+                     "cpu_ratio": float(np.median([r[names[0]]["cpu"] / r[name]["cpu"] for r in use])),
+                     "others": float(np.median([t["others"] for r in every for t in r.values()])),
+                     "quiet_rounds": len(kept)}
+    return out
+
+
+def load_line() -> str:
+    """The machine's load, for the record: benchmarks on a shared machine must say how shared it was."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min) on {os.cpu_count()} CPUs"

@@ -25,7 +25,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import captions, table, write_split  # noqa: E402
+from _common import captions, load_line, table, write_split  # noqa: E402
 
 
 def child(n_images: int, size: int, preset: str, folder: Path) -> dict:
@@ -64,7 +64,9 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.image_size, args.preset, Path(args.folder))))
         return 0
+    print(f"before: {load_line()}", flush=True)
     small, large = measure(args.images, args), measure(10 * args.images, args)
+    print(f"after: {load_line()}")
     decoded_mib = 9 * args.images * args.image_size ** 2 * 3 / 2**20
     rows = [[r["images"], f"{r['peak_mib']:.0f}", f"{r['seconds']:.0f}"] for r in (small, large)]
     print(table(["images", "peak RSS MiB", "seconds"], rows))

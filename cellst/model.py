@@ -52,7 +52,8 @@ def encode_images(model, images: Sequence, batch_size: int = 64, progress: bool 
 
     Equal to ``model.encode(images, normalize_embeddings=True)`` to float rounding, and faster on a CPU, where image
     preprocessing costs as much as a small model's forward pass: :mod:`cellst.fast_images` gives the processor's exact
-    pixels with less overhead and prepares the next batch while the model embeds this one.
+    pixels with less overhead, resizing on several threads (and, on a GPU, prepares the next batch while the model
+    embeds this one).
     """
     images = list(images)
     # The fast path needs a real SentenceTransformer (model[0] holds the processor); any other encoder, or a model whose

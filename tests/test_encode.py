@@ -1,4 +1,4 @@
-"""cellst's image encoding (fast preprocessing, one batch ahead in a thread) gives exactly what model.encode gives."""
+"""cellst's image encoding (processor-exact fast preprocessing on resize threads) equals model.encode."""
 
 from __future__ import annotations
 
