@@ -38,6 +38,7 @@ def encode_split(model, frame: pd.DataFrame, batch_size: int = 64, progress: boo
         for start in range(0, len(images), chunk):
             pictures = list(pool.map(load_rgb, images[start:start + chunk]))
             img_vecs.append(encode_images(model, pictures, batch_size, progress))
+            del pictures  # else this chunk stays alive while the next decodes: two chunks of pixels at the peak
     img = np.concatenate(img_vecs) if img_vecs else np.zeros((0, 0))
     txt = encode_texts(model, captions, batch_size, progress)
     return dict(zip(images, img)), dict(zip(captions, txt))

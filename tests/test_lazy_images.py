@@ -4,6 +4,8 @@ the peak with 1x and 10x the images)."""
 
 from __future__ import annotations
 
+import weakref
+
 import datasets
 import numpy as np
 import pytest
@@ -42,12 +44,15 @@ def test_table_size_does_not_depend_on_the_images(tmp_path):
 
 def test_evaluation_decodes_one_chunk_at_a_time(tiny_model, tmp_path, monkeypatch):
     frame = read_split(make_split(tmp_path, "test", 80, seed=3))
-    decoded, held = [], []
+    decoded, held, alive, most_alive = [], [], [], [0]
     load, encode = cellst.evaluation.load_rgb, cellst.evaluation.encode_images
 
     def counting_load(path):
         decoded.append(path)
-        return load(path)
+        image = load(path)
+        alive.append(weakref.ref(image))
+        most_alive[0] = max(most_alive[0], sum(ref() is not None for ref in alive))
+        return image
 
     def counting_encode(model, pictures, *args):
         held.append(len(decoded))  # images decoded since the previous chunk was encoded
@@ -59,6 +64,7 @@ def test_evaluation_decodes_one_chunk_at_a_time(tiny_model, tmp_path, monkeypatc
     images, _ = encode_split(tiny_model, frame, batch_size=4)
     chunk = 64  # encode_split's chunk for a batch size of 4: max(4 * batch_size, 64)
     assert held == [chunk, 80 - chunk] and len(images) == 80
+    assert most_alive[0] <= chunk  # the first chunk's pixels are freed before the second chunk decodes
     monkeypatch.undo()
     unchunked = tiny_model.encode([load(p) for p in images], normalize_embeddings=True)
     np.testing.assert_allclose(np.stack(list(images.values())), unchunked, atol=1e-5)
