@@ -1,15 +1,12 @@
 """Image-image pairs: two images of one class (label 1) or of two classes (label 0), for ``--pairs image-image``.
 
-What it is for: the CIFAR-10 seed's fine-tuning, on cells. The image tower learns to pull images of one cell type
-together and push other types apart, with a cosine-based pair loss (``--loss cosine`` regresses the cosine onto the
-label; ``--loss contrastive`` pushes different-class pairs past a margin). The figure that shows it is the gap between
-the mean cosine of same-class and of different-class test images, before and after training, beside a heatmap of the
-test images sorted by class. What it is not: caption training. The text tower gets no gradient from image pairs, so it
-is frozen to say so (and so that DDP does not wait for its gradients); text-image recall on the test split is still
-reported, because what image-image training costs search by text is what a user will want to know next.
-
-:data:`PAIRS` is the registry of ``--pairs`` choices; ``image-text`` is the caption rows as each loss reads them
-(:mod:`cellst.pairs`). Pairs are built inside each split, so no pair crosses from one split into another.
+What it is for: the CIFAR-10 seed's fine-tuning, on cells. A cosine-based pair loss (``--loss cosine`` or
+``contrastive``) pulls images of one cell type together and pushes other types apart; the figure that shows it is the
+gap between the mean cosine of same-class and of different-class test images, before and after, beside a heatmap.
+What it is not: caption training. The text tower gets no gradient from image pairs, so it is frozen to say so;
+text-image recall is still reported, because what the run cost search by text is what a user will ask next.
+Pairs are drawn inside each split, so none crosses from one split into another. :data:`PAIRS` is the registry of
+``--pairs`` choices; ``image-text`` is the caption rows as each loss reads them (:mod:`cellst.pairs`).
 """
 
 from __future__ import annotations
@@ -73,10 +70,8 @@ def class_column(csv_path, given: str | None) -> str:
 
 
 def image_classes(frame, column: str) -> tuple[list[str], list[str]]:
-    """The split's distinct images and their classes (a split has many caption rows per image).
-
-    Every row needs a class, and an image has one class: anything else is an error naming file and row.
-    """
+    """The split's distinct images and their classes (a split has many caption rows per image). Every row needs a
+    class, and an image has one class: anything else is an error naming file and row."""
     path = frame.attrs.get("path")
     if "class" not in frame:
         raise CellstError(f"{path} has no '{column}' column; image-image pairs need each image's class in every split "
@@ -132,27 +127,36 @@ def _keep(i: int, j: int, seen: set) -> bool:
 
 def _positives(labels: np.ndarray, rng, per_image: int, seen: set) -> list[tuple[int, int]]:
     """Up to ``per_image`` classmates for each image (fewer when its class is small or a pair was drawn already)."""
+    members = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    position = np.empty(len(labels), int)  # each image's place among its classmates
+    for m in members.values():
+        position[m] = np.arange(len(m))
     drawn = []
-    for i in range(len(labels)):
-        pool = np.flatnonzero(labels == labels[i])
-        pool = pool[pool != i]
-        drawn += [(i, int(j)) for j in rng.choice(pool, min(per_image, len(pool)), replace=False)
-                  if _keep(i, int(j), seen)]
+    for i, c in enumerate(labels):
+        m = members[c]
+        # Draw from the class without the image itself: places past its own shift by one. O(per_image) per image.
+        for p in rng.choice(len(m) - 1, min(per_image, len(m) - 1), replace=False):
+            j = int(m[p + (p >= position[i])])
+            if _keep(i, j, seen):
+                drawn.append((i, j))
     return drawn
 
 
 def _negatives(labels: np.ndarray, rng, wanted: int, seen: set) -> list[tuple[int, int]]:
-    """``wanted`` pairs of images of two classes, in rounds over the images in a seeded order, so every image
-    starts about as many as any other. Stops short only when repeats leave no new pair within a few rounds."""
+    """``wanted`` pairs of images of two classes, one per image per round over the images in a seeded order, so no
+    image starts more than ``ceil(wanted / n)``. An image whose draws keep hitting pairs already taken sits a round out,
+    so the total can fall short when most different-class pairs are taken already (a tiny split, a high ratio)."""
     drawn: list[tuple[int, int]] = []
     order = rng.permutation(len(labels))
-    for _ in range(-(-wanted // len(labels)) + 5):
+    for _ in range(-(-wanted // len(labels))):
         for i in order:
-            j = int(rng.choice(np.flatnonzero(labels != labels[i])))
-            if _keep(int(i), j, seen):
-                drawn.append((int(i), j))
-                if len(drawn) == wanted:
-                    return drawn
+            for _attempt in range(20):
+                j = int(rng.integers(len(labels)))
+                if labels[j] != labels[i] and _keep(int(i), j, seen):  # rejection: cheap unless one class dominates
+                    drawn.append((int(i), j))
+                    break
+            if len(drawn) == wanted:
+                return drawn
     return drawn
 
 
@@ -172,10 +176,8 @@ def pairs_dataset(pairs, cache_dir=None):
 
 
 def similarity_gap(vectors: np.ndarray, classes: list[str]) -> dict:
-    """Mean cosine of same-class and of different-class image pairs (unit ``vectors``), and their difference.
-
-    Every unordered pair of distinct images counts once; an image against itself is left out.
-    """
+    """Mean cosine of same-class and of different-class pairs of distinct images (unit ``vectors``), each unordered
+    pair once, and their difference (``gap``)."""
     labels = np.asarray(classes)
     upper = np.triu(np.ones((len(labels), len(labels)), bool), k=1)
     same = (labels[:, None] == labels[None, :]) & upper
@@ -269,8 +271,6 @@ class ImagePairsJob:
         from . import plots
         from .similarity import class_matrix
 
-        if not self.vectors:
-            return None
         frame = splits["test"]
         images = self.classes["test"][0]
         panels = []
