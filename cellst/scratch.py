@@ -71,10 +71,12 @@ def train_tokenizer(captions: Iterable[str], vocab_size: int = 2000):
         raise CellstError("Cannot train a tokenizer: no captions were given. Pass a CSV with a non-empty caption column.")
     tok.train_from_iterator(captions, trainer)
 
-    vocab: dict[str, int] = dict(tok.get_vocab())
-    for piece in sorted(alphabet) + sorted(c + "</w>" for c in alphabet):
-        vocab.setdefault(piece, len(vocab))
     merges = [tuple(m) for m in tok.model.get_merges()] if hasattr(tok.model, "get_merges") else _merges(tok)
+    # The trainer breaks ties between equally frequent pairs in hash-map order, which changes from process to process,
+    # so the order of its merges and ids does too; an id picks an embedding row. Numbering the pieces in sorted order
+    # makes one seed give one model (the merges' ranks only matter between overlapping merges, see test_scratch).
+    pieces = [BOS, EOS, *sorted(alphabet), *sorted(c + "</w>" for c in alphabet), *sorted(tok.get_vocab())]
+    vocab = {piece: i for i, piece in enumerate(dict.fromkeys(pieces))}
     return CLIPTokenizer(vocab=vocab, merges=merges)
 
 
