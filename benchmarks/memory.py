@@ -5,7 +5,7 @@ quarter the size (so evaluation's encoding is measured too) and reports its peak
 images would need ``n * side^2 * 3`` bytes more than the 1x run (printed beside the figures); lazily decoded, the peak
 hardly moves. Target: peak(10x) <= 1.2 * peak(1x).
 
-    python benchmarks/memory.py                        # 200 vs 2,000 images of 256 px: a few minutes on 2 cores
+    python benchmarks/memory.py                        # 100 vs 1,000 images of 256 px: a few minutes on 2 cores
     python benchmarks/memory.py --images 1000 --image-size 512
 """
 
@@ -55,7 +55,7 @@ def measure(n_images: int, args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=200, help="images in the 1x run (the 10x run has ten times as many)")
+    p.add_argument("--images", type=int, default=100, help="images in the 1x run (the 10x run has ten times as many)")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--preset", default="micro", help="model preset; memory here is about data, so micro by default")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
