@@ -37,7 +37,7 @@ class DemoConfig:
     images: int = _f(900, "synthetic images to draw")
     size: int = _f(96, "image size in pixels")
     seed: int = _f(0, "seed for the data, the model and training")
-    epochs: float = _f(5.0, "training epochs")
+    epochs: float = _f(8.0, "training epochs")
     batch_size: int = _f(32, "batch size")
     learning_rate: float | None = _f(None, "default 5e-4 from scratch, 1e-5 for a pretrained --model")
     augment: bool = _f(True, "turn and mirror training images as they load (a cell on a slide has no up or down)")
