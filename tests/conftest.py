@@ -21,6 +21,18 @@ SHAPES = ("round", "square")
 VOCAB = [f"The cell is {c}." for c in COLOURS] + [f"The nucleus is {s}." for s in SHAPES]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """A micro CLIP trains fastest on one thread; two OpenMP threads on a busy 2-core machine stall (10x slower).
+    Modules that train many runs use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A micro CLIP folder (random weights, tokenizer trained on the tiny captions)."""

@@ -23,15 +23,7 @@ LOSSES = ("mnrl", "contrastive", "cosine")
 FIGURES = {"training_curves", "headline_bars", "descriptor_bars", "retrieval_grid", "pair_heatmap", "class_heatmap"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A micro CLIP trains fastest on one thread; two OpenMP threads on a busy 2-core machine stall (10x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the many small runs
 
 
 @pytest.fixture(scope="module")

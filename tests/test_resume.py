@@ -59,12 +59,7 @@ def data(tmp_path_factory):
             for i, (name, n) in enumerate([("train", 16), ("val", 8), ("test", 8)])}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the many small runs
 
 
 def argv(data, model, out, *extra):
