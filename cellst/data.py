@@ -209,9 +209,9 @@ def known_true(frame: pd.DataFrame, images: list[str], captions: list[str]) -> n
     "Cell type: blast." and "This white blood cell is a blast." say one thing, so an image captioned with either
     makes both true. Without those columns (or for a text stated with two different values) only the text counts.
     """
-    meaning = _meanings(frame)
-    key_of = meaning.groupby(frame["caption"]).agg(lambda keys: keys.iloc[0] if keys.nunique() == 1 else None)
-    key_of = key_of.where(key_of.notna(), "text:" + key_of.index.to_series())
+    by_text = _meanings(frame).groupby(frame["caption"])
+    key_of = by_text.first()
+    key_of = key_of.where(by_text.nunique() == 1, "text:" + key_of.index.to_series())
     positive = frame["label"] == 1
     pos_keys = frame.loc[positive, "caption"].map(key_of)
     key_ids = {k: n for n, k in enumerate(dict.fromkeys(key_of))}

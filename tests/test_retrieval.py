@@ -66,6 +66,16 @@ def test_caption_rule_counts_other_phrasings_of_the_same_value():
     assert m["recall@5"] == pytest.approx(1.0) and m["recall@1"] == pytest.approx((0 + 1 / 2) / 2)
 
 
+def test_a_text_stated_with_two_values_counts_only_as_itself():
+    from cellst.data import known_true
+
+    frame = pd.DataFrame({"image": ["A", "B", "C"], "caption": ["x", "x", "y"], "label": [1, 1, 1],
+                          "descriptor": ["size"] * 3, "value": ["large", "small", "large"]})
+    true = known_true(frame, ["A", "B", "C"], ["x", "y", "never seen"])
+    # x is annotated both large and small, so it links to no value: true of its own images only; y stays large.
+    assert true.tolist() == [[True, False, False], [True, False, False], [False, True, False]]
+
+
 def test_image_to_text_includes_negative_only_captions_as_candidates():
     r = record(score_split(FRAME, IMAGES, TEXTS), direction="image_to_text")
     assert r["n_candidates"] == 3  # x, y, z
