@@ -32,16 +32,21 @@ def encode_split(model, frame: pd.DataFrame, batch_size: int = 64, progress: boo
     """Return ``({image_path: vector}, {caption: vector})`` for the split's distinct images and captions."""
     images = list(dict.fromkeys(frame["image"]))
     captions = list(dict.fromkeys(frame["caption"]))
-    img_vecs = []
-    chunk = max(batch_size * 4, 64)
-    with ThreadPoolExecutor(4) as pool:  # decoding overlaps across threads; the model sees whole batches
-        for start in range(0, len(images), chunk):
-            pictures = list(pool.map(load_rgb, images[start:start + chunk]))
-            img_vecs.append(encode_images(model, pictures, batch_size, progress))
-            del pictures  # else this chunk stays alive while the next decodes: two chunks of pixels at the peak
-    img = np.concatenate(img_vecs) if img_vecs else np.zeros((0, 0))
+    img = encode_image_files(model, images, batch_size, progress)
     txt = encode_texts(model, captions, batch_size, progress)
     return dict(zip(images, img)), dict(zip(captions, txt))
+
+
+def encode_image_files(model, paths: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Unit vectors of the image files, decoded a chunk at a time so memory does not grow with their number."""
+    vectors = []
+    chunk = max(batch_size * 4, 64)
+    with ThreadPoolExecutor(4) as pool:  # decoding overlaps across threads; the model sees whole batches
+        for start in range(0, len(paths), chunk):
+            pictures = list(pool.map(load_rgb, paths[start:start + chunk]))
+            vectors.append(encode_images(model, pictures, batch_size, progress))
+            del pictures  # else this chunk stays alive while the next decodes: two chunks of pixels at the peak
+    return np.concatenate(vectors) if vectors else np.zeros((0, 0))
 
 
 def score_split(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, split: str = "test",

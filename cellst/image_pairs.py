@@ -21,6 +21,8 @@ import numpy as np
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from .errors import CellstError, where
+from .evaluation import encode_image_files
+from .similarity import similarity_gap
 
 CLASS_COLUMNS = ("class", "cell_type")  # looked for, in this order, when --class-column is not given
 
@@ -175,28 +177,6 @@ def pairs_dataset(pairs, cache_dir=None):
                                        "label": pairs["label"].tolist()}, features=features)
 
 
-def similarity_gap(vectors: np.ndarray, classes: list[str]) -> dict:
-    """Mean cosine of same-class and of different-class pairs of distinct images (unit ``vectors``), each unordered
-    pair once, and their difference (``gap``)."""
-    labels = np.asarray(classes)
-    upper = np.triu(np.ones((len(labels), len(labels)), bool), k=1)
-    same = (labels[:, None] == labels[None, :]) & upper
-    different = (labels[:, None] != labels[None, :]) & upper
-    cosine = np.asarray(vectors) @ np.asarray(vectors).T
-    out = {"same": float(cosine[same].mean()) if same.any() else None,
-           "different": float(cosine[different].mean()) if different.any() else None}
-    out["gap"] = out["same"] - out["different"] if None not in out.values() else None
-    return {**out, "n_images": len(labels), "n_classes": len(set(classes)),
-            "n_same_pairs": int(same.sum()), "n_different_pairs": int(different.sum())}
-
-
-def encode_split_images(model, images: list[str], batch_size: int = 64) -> np.ndarray:
-    from .images import load_rgb
-    from .model import encode_images
-
-    return encode_images(model, [load_rgb(p) for p in images], batch_size)
-
-
 class ImageGapEvaluator(BaseEvaluator):
     """The same-vs-different-class gap on the val split each epoch; it picks the best checkpoint (``--keep-best``)."""
 
@@ -207,7 +187,7 @@ class ImageGapEvaluator(BaseEvaluator):
         self.history: list[dict] = []
 
     def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
-        figures = similarity_gap(encode_split_images(model, self.images, self.batch_size), self.classes)
+        figures = similarity_gap(encode_image_files(model, self.images, self.batch_size), self.classes)
         # "records" stays empty so readers of val_history that look for recall records find none, not a wrong one.
         self.history.append({"epoch": epoch, "step": steps, "records": [], "image_similarity": figures})
         return {f"{self.split}_image_{k}": figures[k] for k in ("same", "different", "gap")}
@@ -257,7 +237,7 @@ class ImagePairsJob:
         if "test" not in splits:
             return
         images, classes = self.classes["test"]
-        self.vectors[which] = encode_split_images(model, images, self.cfg.eval_batch_size)
+        self.vectors[which] = encode_image_files(model, images, self.cfg.eval_batch_size)
         figures = similarity_gap(self.vectors[which], classes)
         metrics.setdefault("image_similarity", {"split": "test", "class_column": self.class_column,
                                                 "pairs": self.counts})[which] = figures

@@ -146,6 +146,21 @@ def pair_matrix(frame: pd.DataFrame, image_vecs: dict, text_vecs: dict, n: int =
     return {"matrix": matrix, "row_labels": captions, "col_labels": images, "marks": marks}
 
 
+def similarity_gap(vectors: np.ndarray, classes: list[str]) -> dict:
+    """Mean cosine of same-class and of different-class pairs of distinct images (unit ``vectors``), each unordered
+    pair once, and their difference (``gap``)."""
+    labels = np.asarray(classes)
+    upper = np.triu(np.ones((len(labels), len(labels)), bool), k=1)
+    same = (labels[:, None] == labels[None, :]) & upper
+    different = (labels[:, None] != labels[None, :]) & upper
+    cosine = np.asarray(vectors) @ np.asarray(vectors).T
+    out = {"same": float(cosine[same].mean()) if same.any() else None,
+           "different": float(cosine[different].mean()) if different.any() else None}
+    out["gap"] = out["same"] - out["different"] if None not in out.values() else None
+    return {**out, "n_images": len(labels), "n_classes": len(set(classes)),
+            "n_same_pairs": int(same.sum()), "n_different_pairs": int(different.sum())}
+
+
 def class_matrix(frame: pd.DataFrame, image_vecs: dict, per_class: int = 6) -> dict | None:
     """Image-image cosine for up to ``per_class`` images of each class, sorted by class; ``None`` without classes."""
     truth = image_classes(frame)

@@ -14,7 +14,8 @@ from cellst import FinetuneConfig, finetune
 from cellst.cli import main
 from cellst.data import Columns, load_splits
 from cellst.errors import CellstError
-from cellst.image_pairs import ImagePairsJob, build_pairs, image_classes, similarity_gap
+from cellst.image_pairs import ImagePairsJob, build_pairs, image_classes
+from cellst.similarity import similarity_gap
 from cellst.images import load_rgb
 from cellst.model import load_model
 
