@@ -17,7 +17,8 @@ import pytest
 from conftest import make_split
 from PIL import Image
 
-from cellst.report import ARROWS, compare_runs, write_report
+from cellst.compare import compare_runs
+from cellst.report import ARROWS, write_report
 
 LOSSES = ("mnrl", "contrastive", "cosine")
 FIGURES = {"training_curves", "headline_bars", "descriptor_bars", "retrieval_grid", "pair_heatmap", "class_heatmap"}

@@ -11,7 +11,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..report import compare_runs, format_comparison
+    from ..compare import compare_runs, format_comparison
 
     table = compare_runs(args.run_dirs)
     print("Text -> image test figures after training (spec = specific, query-weighted over descriptors):")
