@@ -26,6 +26,10 @@ from .data_checks import check_all_images, row_list as _rows  # noqa: F401 (chec
 from .errors import CellstError, where
 
 
+# Class columns looked for, in this order, when none is named: what cellst's fixtures and `cellst demo-data` write.
+CLASS_COLUMNS = ("class", "cell_type")
+
+
 @dataclass(frozen=True)
 class Columns:
     """Names of the CSV columns cellst reads. The defaults are the thesis format."""

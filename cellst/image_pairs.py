@@ -20,11 +20,10 @@ from typing import Callable
 import numpy as np
 from sentence_transformers.base.evaluation import BaseEvaluator
 
+from .data import CLASS_COLUMNS
 from .errors import CellstError, where
 from .evaluation import encode_image_files
 from .similarity import similarity_gap
-
-CLASS_COLUMNS = ("class", "cell_type")  # looked for, in this order, when --class-column is not given
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import Columns, read_split
+from .data import CLASS_COLUMNS, Columns, read_split
 from .errors import CellstError
 from .similarity import DEFAULT_TEMPLATE, image_classes, pair_similarity, zero_shot
 
 SPLITS = ("train", "val", "test")
-CLASS_COLUMNS = ("class", "cell_type")  # what cellst's fixtures and `cellst demo-data` name the cell type
 
 
 @dataclass
